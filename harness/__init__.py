@@ -1,0 +1,1 @@
+"""Chaos harness for message-dispatch stacks: workload, history, checkers, schedules, runner, plugin."""

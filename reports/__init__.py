@@ -1,0 +1,1 @@
+"""Report rendering: human summaries and JSON verdicts for runs."""

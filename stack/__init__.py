@@ -1,0 +1,1 @@
+"""The system under test: images built without a registry, topology, health, teardown."""
