@@ -1,0 +1,211 @@
+"""Facts the checkers share, derived once per history: per-message outcomes, deliveries,
+parking, fault windows and the drain. Pure: a function of the history alone."""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import eq, itemgetter, not_
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.history import History, Op, as_history, gc_paused
+
+NS = 1_000_000_000
+_MAIN_F = frozenset({"send", "deliver"})
+_delivered_id = itemgetter("id")
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """From a fault's inject invoke to its heal's ok/info; `end` None: never healed."""
+
+    step: str
+    fault: str
+    start: int
+    end: int | None
+    targets: tuple = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        return self.start <= end and (self.end is None or self.end >= start)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    time: int
+    worker: Any
+    attempt: Any
+
+
+@dataclass(frozen=True)
+class Facts:
+    ops: int
+    origin: int                      # time of the earliest op
+    end: int                         # time of the latest op
+    invoked: Mapping[str, int]       # message id -> its send/campaign invoke time
+    outcome: Mapping[str, str]       # message id -> ok | fail | info (no completion: info)
+    acked: Mapping[str, int]         # message id -> time its send/campaign was acknowledged
+    deliveries: Counter              # message id -> number of deliveries
+    first_delivery: Mapping[str, int]
+    last_delivery: Mapping[str, int]
+    repeated: Mapping[str, tuple[Delivery, ...]]  # ids delivered more than once -> deliveries
+    parked: Mapping[str, int]        # message id -> time it was seen parked
+    windows: tuple[FaultWindow, ...]
+    drain_started: int | None
+    drained_at: int | None           # time of the drain's ok: None if the drain never completed
+
+    def windows_around(self, start: int, end: int) -> tuple[str, ...]:
+        """Steps of the fault windows open at some point of [start, end]."""
+        return tuple(w.step for w in self.windows if w.overlaps(start, end))
+
+
+_cache: weakref.WeakKeyDictionary[History, Facts] = weakref.WeakKeyDictionary()
+
+
+def facts_of(ops: History | Iterable[Op]) -> Facts:
+    """The facts of a history (cached per loaded `History`)."""
+    history = as_history(ops)
+    facts = _cache.get(history)
+    if facts is None:
+        with gc_paused():
+            facts = _cache[history] = _derive(history)
+    return facts
+
+
+def _indices(history: History, f: str) -> list[int]:
+    # C-level select: the bulk of a history is send and deliver ops.
+    return list(compress(range(len(history)), map(eq, history.f, repeat(f))))
+
+
+def _derive(h: History) -> Facts:
+    invoked: dict[str, int] = {}
+    outcome: dict[str, str] = {}
+    acked: dict[str, int] = {}
+    _sends(h, invoked, outcome, acked)
+
+    parked: dict[str, int] = {}
+    windows: list[FaultWindow] = []
+    drain: dict[str, int] = {}
+    others = compress(range(len(h)), map(not_, map(_MAIN_F.__contains__, h.f)))
+    open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
+    for i in others:
+        f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
+        if f == "campaign":
+            _campaign(i, type_, value, t, invoked, outcome, acked)
+        elif f == "park":
+            if type_ == "ok":
+                parked.setdefault(_message_id(i, value), t)
+        elif f == "fault":
+            _fault(i, type_, value, t, windows, open_windows)
+        elif f == "drain":
+            if type_ in ("invoke", "ok"):
+                drain.setdefault(type_, t)
+    counts, first_d, last_d, repeated = _deliveries(h)
+    times = h.time
+    return Facts(
+        ops=len(h), origin=min(times, default=0), end=max(times, default=0),
+        invoked=invoked, outcome=outcome, acked=acked,
+        deliveries=counts, first_delivery=first_d, last_delivery=last_d, repeated=repeated,
+        parked=parked, windows=tuple(windows),
+        drain_started=drain.get("invoke"), drained_at=drain.get("ok"))
+
+
+def _sends(h: History, invoked: dict, outcome: dict, acked: dict) -> None:
+    idx = _indices(h, "send")
+    types = list(map(h.type.__getitem__, idx))
+    ids = list(map(h.value.__getitem__, idx))
+    times = list(map(h.time.__getitem__, idx))
+    if not set(map(type, ids)) <= {str}:
+        bad = next(i for i in idx if not isinstance(h.value[i], str))
+        raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
+
+    def of(kind: str) -> tuple[list[str], list[int]]:
+        sel = list(map(eq, types, repeat(kind)))
+        return list(compress(ids, sel)), list(compress(times, sel))
+
+    inv_ids, inv_times = of("invoke")
+    # reversed: with repeated invokes of one id, the earliest wins
+    invoked.update(zip(reversed(inv_ids), reversed(inv_times)))
+    outcome.update(zip(inv_ids, repeat("info")))
+    # precedence when an id completes more than once: ok > info > fail
+    outcome.update(zip(of("fail")[0], repeat("fail")))
+    outcome.update(zip(of("info")[0], repeat("info")))
+    ok_ids, ok_times = of("ok")
+    outcome.update(zip(ok_ids, repeat("ok")))
+    acked.update(zip(reversed(ok_ids), reversed(ok_times)))
+
+
+def _campaign(i: int, type_: str, value: Any, t: int,
+              invoked: dict, outcome: dict, acked: dict) -> None:
+    if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
+        raise HarnessError(f"history op {i + 1}: a campaign's value must be "
+                           '{"campaign": id, "ids": [message ids]}')
+    ids = value.get("ids", [])
+    if type_ == "invoke":
+        for m in ids:
+            invoked.setdefault(m, t)
+            outcome.setdefault(m, "info")
+    elif type_ == "ok":
+        for m in ids:
+            invoked.setdefault(m, t)
+            outcome[m] = "ok"
+            acked.setdefault(m, t)
+    else:
+        rank = {"fail": 0, "info": 1, "ok": 2}
+        for m in ids:
+            invoked.setdefault(m, t)
+            if rank[type_] >= rank.get(outcome.get(m, "fail"), 0):
+                outcome[m] = type_
+
+
+def _message_id(i: int, value: Any) -> str:
+    if not isinstance(value, str):
+        raise HarnessError(f"history op {i + 1}: a park's value must be a message id string")
+    return value
+
+
+def _fault(i: int, type_: str, value: Any, t: int,
+           windows: list[FaultWindow], open_windows: dict[str, list[int]]) -> None:
+    if not isinstance(value, dict) or value.get("action") not in ("inject", "heal"):
+        raise HarnessError(f"history op {i + 1}: a fault's value must be "
+                           '{"action": "inject"|"heal", "step": ..., "fault": ...}')
+    step = str(value.get("step"))
+    if value["action"] == "inject":
+        if type_ == "invoke":
+            open_windows.setdefault(step, []).append(len(windows))
+            windows.append(FaultWindow(step, str(value.get("fault", "?")), t, None,
+                                       tuple(value.get("targets") or ()),
+                                       dict(value.get("params") or {})))
+    elif type_ in ("ok", "info") and open_windows.get(step):
+        k = open_windows[step].pop()
+        w = windows[k]
+        windows[k] = FaultWindow(w.step, w.fault, w.start, t, w.targets, w.params)
+
+
+def _deliveries(h: History) -> tuple[Counter, dict, dict, dict]:
+    idx = _indices(h, "deliver")
+    values = list(map(h.value.__getitem__, idx))
+    times = list(map(h.time.__getitem__, idx))
+    try:
+        ids = list(map(_delivered_id, values))
+    except (KeyError, TypeError):
+        bad = next(i for i, v in zip(idx, values) if not isinstance(v, dict) or "id" not in v)
+        raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
+                           '{"id": ..., "worker": ..., "attempt": ...}') from None
+    counts = Counter(ids)
+    last = dict(zip(ids, times))
+    first = dict(last)
+    repeated: dict[str, list[Delivery]] = {}
+    if len(counts) != len(ids):
+        many = {m for m, c in counts.items() if c > 1}
+        for m, v, t in compress(zip(ids, values, times), map(many.__contains__, ids)):
+            repeated.setdefault(m, []).append(Delivery(t, v.get("worker"), v.get("attempt")))
+        for m, ds in repeated.items():
+            # deliver ops may be out of time order: the earliest is the first delivery
+            ds.sort(key=lambda d: d.time)
+            first[m], last[m] = ds[0].time, ds[-1].time
+    return counts, first, last, {m: tuple(ds) for m, ds in repeated.items()}

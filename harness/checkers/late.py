@@ -1,0 +1,63 @@
+"""Latency from acknowledgement to first delivery, and late messages: delivered more than
+`late_bound_s` after the later of their acknowledgement and the heal of the last fault
+window that overlapped their pending time (send invoke .. first delivery)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from itertools import compress, repeat
+from operator import gt, sub
+
+from harness.checkers.facts import NS, Facts, facts_of
+from harness.checkers.result import CheckResult, Offender, first
+from harness.history import History, Op
+
+LATE_BOUND_S = 30.0
+
+
+def check_late(history: History | Iterable[Op], late_bound_s: float = LATE_BOUND_S) -> CheckResult:
+    facts = facts_of(history)
+    acked, first_d = facts.acked, facts.first_delivery
+    ids = list(acked.keys() & first_d.keys())
+    latencies = list(map(sub, map(first_d.__getitem__, ids), map(acked.__getitem__, ids)))
+    bound = round(late_bound_s * NS)
+    candidates = compress(ids, map(gt, latencies, repeat(bound)))
+    late = {}
+    for m in candidates:
+        reference = late_reference(facts, m)
+        if reference is not None and first_d[m] - reference > bound:
+            late[m] = reference
+    # a delivery seen before the HTTP answer arrived has zero latency from the client's view
+    latencies = sorted(max(0, x) for x in latencies)
+    examples = tuple(
+        Offender(m, facts.windows_around(facts.invoked.get(m, acked[m]), first_d[m]),
+                 f"delivered {(first_d[m] - late[m]) / NS:.1f}s after "
+                 + ("its acknowledgement" if late[m] == acked[m] else "the last heal"))
+        for m in first(late, facts.invoked.get))
+    return CheckResult(
+        "late", "invalid" if late else "valid",
+        f"every message is delivered within {late_bound_s:g}s of its acknowledgement "
+        "or of the heal of the faults it waited through",
+        {"measured": len(latencies), "late": len(late)},
+        examples,
+        {"p50_s": _percentile(latencies, 0.50), "p99_s": _percentile(latencies, 0.99),
+         "max_s": latencies[-1] / NS if latencies else None, "late_bound_s": late_bound_s})
+
+
+def late_reference(facts: Facts, m: str) -> int | None:
+    """When message m's delivery clock starts; None while a fault it waited through is unhealed."""
+    start, delivered = facts.invoked.get(m, facts.acked[m]), facts.first_delivery[m]
+    reference = facts.acked[m]
+    for w in facts.windows:
+        if w.overlaps(start, delivered):
+            if w.end is None:
+                return None
+            reference = max(reference, w.end)
+    return reference
+
+
+def _percentile(ordered: list[int], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] / NS

@@ -1,0 +1,277 @@
+"""The run's history: an append-only JSONL log of operations, its writer and a fast loader.
+
+Every operation, client or fault, is one `Op` {process, type, f, value, time, wall} on one
+line. `type` is "invoke", then "ok" / "fail" / "info" (info: outcome unknown, never forced).
+`time` is `time.monotonic_ns()` (comparable across the run), `wall` is unix seconds.
+
+Conventions the checkers rely on:
+- send: invoke, then ok (API answered 2xx: accepted) / fail (definite refusal: 4xx or 503) /
+  info (timeout, reset, other 5xx: unknown). value = message id (str). An invoke with no
+  completion at all counts as info.
+- campaign: invoke/ok/fail/info, value = {"campaign": cid, "ids": [derived ids]}; derived ids
+  are `campaign_message_id(cid, recipient)`; an ok campaign means every id in it is
+  acknowledged and must be delivered.
+- deliver: type ok, process = worker name or "sink", value = {"id", "worker", "attempt"},
+  time = delivery time on the run's monotonic clock (see `HistoryWriter.to_monotonic`).
+  Deliver ops may appear out of time order (the observer reads the sink after the fact).
+- park: type ok, value = message id: the message is in the dead-letter queue.
+- fault: process "nemesis", invoke/ok/info (fail too), value = {"action": "inject"|"heal",
+  "step", "fault", "params", "targets"}. A fault window runs from the inject's invoke to the
+  ok/info of the heal of the same step; an inject never healed is open to the end.
+- drain: process "harness"; invoke when the workload stopped and the harness starts waiting
+  for deliveries, ok when the observer read the sink for the last time.
+
+Ops of other `f` are kept and ignored by the checkers.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time as _time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import itemgetter, methodcaller
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import HarnessError
+
+TYPES = frozenset({"invoke", "ok", "fail", "info"})
+FIELDS = ("process", "type", "f", "value", "time", "wall")
+
+# Lines are parsed as one JSON array per chunk: one json.loads call per ~4 MB beats one per line.
+_CHUNK_CHARS = 1 << 22
+_row = itemgetter(*FIELDS)
+_starts_object = methodcaller("startswith", "{")
+_ends_object = methodcaller("endswith", ("}\n", "}"))
+
+
+def campaign_message_id(campaign_id: str, recipient: str) -> str:
+    """The message id a campaign derives for one recipient (services and checkers share it)."""
+    return f"{campaign_id}:{recipient}"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operation of the history."""
+
+    process: str
+    type: str
+    f: str
+    value: Any
+    time: int
+    wall: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"process": self.process, "type": self.type, "f": self.f,
+                "value": self.value, "time": self.time, "wall": self.wall}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+class History(Sequence[Op]):
+    """Loaded ops, kept as parallel columns (cheap to load and to scan); items are `Op`s.
+
+    Treat it as immutable: checkers cache what they derive from it.
+    """
+
+    __slots__ = ("process", "type", "f", "value", "time", "wall", "__weakref__")
+
+    def __init__(self, ops: Iterable[Op] = ()) -> None:
+        self.process: list[str] = []
+        self.type: list[str] = []
+        self.f: list[str] = []
+        self.value: list[Any] = []
+        self.time: list[int] = []
+        self.wall: list[float] = []
+        for op in ops:
+            self._append_row((op.process, op.type, op.f, op.value, op.time, op.wall))
+
+    def _append_row(self, row: tuple) -> None:
+        process, type_, f, value, time_, wall = row
+        self.process.append(process)
+        self.type.append(type_)
+        self.f.append(f)
+        self.value.append(value)
+        self.time.append(time_)
+        self.wall.append(wall)
+
+    def _extend_columns(self, columns: Sequence[Sequence[Any]]) -> None:
+        for mine, theirs in zip((self.process, self.type, self.f, self.value, self.time, self.wall),
+                                columns):
+            mine.extend(theirs)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return Op(self.process[i], self.type[i], self.f[i], self.value[i], self.time[i], self.wall[i])
+
+    def __iter__(self) -> Iterator[Op]:
+        return map(Op, self.process, self.type, self.f, self.value, self.time, self.wall)
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} ops)"
+
+
+def as_history(ops: History | Iterable[Op]) -> History:
+    """A `History` from either a loaded history or any iterable of `Op`s."""
+    return ops if isinstance(ops, History) else History(ops)
+
+
+class HistoryWriter:
+    """Appends ops to a JSONL file, one flushed line per op, from any number of threads.
+
+    `mono0`/`wall0` anchor the run's monotonic clock to wall time so that timestamps taken
+    elsewhere (the sink's unix seconds) can be placed on it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise HarnessError(f"cannot open history file {self.path}: {e.strerror}") from None
+        self._lock = threading.Lock()
+        self.mono0 = _time.monotonic_ns()
+        self.wall0 = _time.time()
+
+    def append(self, op: Op) -> Op:
+        line = op.to_json() + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+        return op
+
+    def record(self, process: str, type: str, f: str, value: Any, *,
+               time: int | None = None, wall: float | None = None) -> Op:
+        """Append an op stamped now (or at the given time/wall)."""
+        if type not in TYPES:
+            raise ValueError(f"op type must be one of {sorted(TYPES)}, not {type!r}")
+        return self.append(Op(process, type, f, value,
+                              _time.monotonic_ns() if time is None else time,
+                              _time.time() if wall is None else wall))
+
+    def to_monotonic(self, wall: float) -> int:
+        """Unix seconds -> this run's monotonic ns, via the writer's anchor."""
+        return self.mono0 + round((wall - self.wall0) * 1e9)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_history(path: str | Path) -> History:
+    """Load a JSONL history. A malformed line raises HarnessError naming file and line.
+
+    Blank lines are skipped. A last line without its newline that does not parse is the tail
+    of a write cut short by a kill, and is dropped (that op was never recorded).
+    """
+    path = Path(path)
+    history = History()
+    try:
+        with gc_paused(), open(path, encoding="utf-8") as f:
+            lineno = 1
+            while lines := f.readlines(_CHUNK_CHARS):
+                history._extend_columns(_parse_chunk(lines, path, lineno))
+                lineno += len(lines)
+    except OSError as e:
+        raise HarnessError(f"cannot read history file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise HarnessError(f"history file {path} is not UTF-8 text: {e.reason}") from None
+    return history
+
+
+def _parse_chunk(lines: list[str], path: Path, lineno: int) -> Sequence[Sequence[Any]]:
+    """Columns of a chunk of lines: fast path for well-formed chunks, exact path otherwise."""
+    try:
+        if all(map(_starts_object, lines)) and all(map(_ends_object, lines)):
+            records = json.loads("[" + ",".join(lines) + "]")
+            if len(records) == len(lines):
+                columns = list(zip(*map(_row, records)))
+                if columns and _well_typed(columns):
+                    return columns
+    except (ValueError, KeyError, TypeError, RecursionError):
+        pass
+    return _parse_lines(lines, path, lineno)
+
+
+def _well_typed(columns: Sequence[Sequence[Any]]) -> bool:
+    process, type_, f, _value, time_, wall = columns
+    return (set(type_) <= TYPES
+            and set(map(type, process)) == {str}
+            and set(map(type, f)) == {str}
+            and set(map(type, time_)) == {int}
+            and set(map(type, wall)) <= {float, int})
+
+
+def _parse_lines(lines: list[str], path: Path, lineno: int) -> Sequence[Sequence[Any]]:
+    rows = []
+    for n, line in enumerate(lines, lineno):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            if not line.endswith("\n"):
+                break  # torn last write of a killed run
+            raise HarnessError(f"{path}:{n}: malformed history line: {e}") from None
+        rows.append(_checked_row(obj, path, n))
+    return list(zip(*rows)) if rows else [[] for _ in FIELDS]
+
+
+def _checked_row(obj: Any, path: Path, n: int) -> tuple:
+    def bad(why: str) -> HarnessError:
+        return HarnessError(f"{path}:{n}: malformed history line: {why}")
+
+    if not isinstance(obj, dict):
+        raise bad("not a JSON object")
+    missing = [k for k in FIELDS if k not in obj]
+    if missing:
+        raise bad(f"missing {', '.join(missing)}")
+    row = _row(obj)
+    process, type_, f, _value, time_, wall = row
+    if not isinstance(process, str) or not isinstance(f, str):
+        raise bad("process and f must be strings")
+    if type_ not in TYPES:
+        raise bad(f"type must be one of {', '.join(sorted(TYPES))}, not {type_!r}")
+    if type(time_) is not int:
+        raise bad("time must be an integer (monotonic ns)")
+    if type(wall) not in (int, float):
+        raise bad("wall must be a number (unix seconds)")
+    return row
+
+
+def write_history(path: str | Path, ops: Iterable[Op]) -> None:
+    """Write ops as a JSONL history at once (tests, benchmarks, re-judging edited histories)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(op.to_json() + "\n" for op in ops)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: building millions of acyclic records otherwise triggers it
+    over and over (it halves load time); the previous state is restored."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+__all__ = ["FIELDS", "TYPES", "History", "HistoryWriter", "Op", "as_history",
+           "campaign_message_id", "gc_paused", "load_history", "write_history"]
