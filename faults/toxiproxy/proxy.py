@@ -1,0 +1,347 @@
+"""Proxies and their toxics, as the API sees them: create, update, enable/disable, populate, reset.
+
+Errors carry Toxiproxy's status codes and messages (`ApiError`), so the HTTP layer only renders them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .link import STREAMS, Connection, ConnectionContext
+from .toxics import BadAttributes, Toxic, toxic_type
+
+log = logging.getLogger("toxiproxy")
+
+
+class ApiError(Exception):
+    """An error with the HTTP status Toxiproxy would answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bad_body(detail: str) -> ApiError:
+    return ApiError(400, f"bad request body: {detail}")
+
+
+PROXY_NOT_FOUND = (404, "proxy not found")
+PROXY_EXISTS = (409, "proxy already exists")
+TOXIC_NOT_FOUND = (404, "toxic not found")
+TOXIC_EXISTS = (409, "toxic already exists")
+INVALID_STREAM = (400, "stream was invalid, can be either upstream or downstream")
+INVALID_TOXIC_TYPE = (400, "invalid toxic type")
+
+
+@dataclass(frozen=True)
+class ToxicSpec:
+    """One toxic of a proxy as created through the API; `serial` tells a re-created toxic from the old one."""
+
+    name: str
+    type: str
+    stream: str
+    toxicity: float
+    toxic: Toxic
+    serial: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "stream": self.stream,
+                "toxicity": self.toxicity, "attributes": self.toxic.attributes()}
+
+
+def split_host_port(address: str, field: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' -> (host, port); an ApiError 400 otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ApiError(400, f"invalid {field} address {address!r}: want host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad_body(f"{field} must be a number, got {value!r}")
+    return float(value)
+
+
+def _toxicity(value: Any) -> float:
+    toxicity = _number(value, "toxicity")
+    if not 0.0 <= toxicity <= 1.0:
+        raise bad_body(f"toxicity must be between 0 and 1, got {value!r}")
+    return toxicity
+
+
+class ToxicCollection:
+    """A proxy's toxics in creation order; every change is pushed to the proxy's open connections."""
+
+    def __init__(self, proxy_name: str, on_change: Callable[[str], None]) -> None:
+        self.proxy_name = proxy_name
+        self._on_change = on_change
+        self._specs: list[ToxicSpec] = []
+        self._serial = 0
+
+    def for_stream(self, stream: str) -> list[ToxicSpec]:
+        return [spec for spec in self._specs if spec.stream == stream]
+
+    def all(self) -> list[ToxicSpec]:
+        """Upstream chain first, then downstream, like Toxiproxy's listing."""
+        return [spec for stream in STREAMS for spec in self.for_stream(stream)]
+
+    def get(self, name: str) -> ToxicSpec:
+        for spec in self._specs:
+            if spec.name == name:
+                return spec
+        raise ApiError(*TOXIC_NOT_FOUND)
+
+    def add(self, body: Any) -> ToxicSpec:
+        if not isinstance(body, dict):
+            raise bad_body("want a JSON object")
+        stream = body.get("stream", "downstream")
+        if stream not in STREAMS:
+            raise ApiError(*INVALID_STREAM)
+        type_name = body.get("type")
+        name = body.get("name") or f"{type_name}_{stream}"
+        if not isinstance(name, str):
+            raise bad_body(f"name must be a string, got {name!r}")
+        kind = toxic_type(type_name) if isinstance(type_name, str) else None
+        if kind is None:
+            raise ApiError(*INVALID_TOXIC_TYPE)
+        if any(spec.name == name for spec in self._specs):
+            raise ApiError(*TOXIC_EXISTS)
+        toxicity = _toxicity(body.get("toxicity", 1.0))
+        attributes = body.get("attributes")
+        toxic = self._build(kind, attributes, None, name)
+        self._serial += 1
+        spec = ToxicSpec(name, type_name, stream, toxicity, toxic, self._serial)
+        self._specs.append(spec)
+        log.info("proxy=%s: added toxic %s", self.proxy_name, spec.to_json())
+        self._on_change(stream)
+        return spec
+
+    def update(self, name: str, body: Any) -> ToxicSpec:
+        old = self.get(name)
+        if not isinstance(body, dict):
+            raise bad_body("want a JSON object")
+        toxicity = _toxicity(body["toxicity"]) if "toxicity" in body else old.toxicity
+        toxic = self._build(type(old.toxic), body.get("attributes"), old.toxic, name)
+        new = dataclasses.replace(old, toxic=toxic, toxicity=toxicity)
+        self._specs = [new if spec is old else spec for spec in self._specs]
+        log.info("proxy=%s: updated toxic %s", self.proxy_name, new.to_json())
+        self._on_change(new.stream)
+        return new
+
+    def remove(self, name: str) -> None:
+        spec = self.get(name)
+        self._specs.remove(spec)
+        log.info("proxy=%s: removed toxic %s", self.proxy_name, name)
+        self._on_change(spec.stream)
+
+    def reset(self) -> None:
+        if self._specs:
+            self._specs = []
+            for stream in STREAMS:
+                self._on_change(stream)
+
+    def _build(self, kind: type[Toxic], attributes: Any, base: Toxic | None, name: str) -> Toxic:
+        try:
+            toxic = kind.from_attributes(attributes, base)
+        except BadAttributes as exc:
+            raise bad_body(str(exc)) from None
+        unknown = kind.unknown_attributes(attributes if isinstance(attributes, dict) else None)
+        if unknown:
+            log.warning("proxy=%s toxic=%s: ignoring unknown attributes %s (a %s has %s)", self.proxy_name,
+                        name, unknown, kind.type_name, sorted(toxic.attributes()))
+        return toxic
+
+
+class Proxy:
+    """A listener that dials `upstream` for each client and links the two through the toxics."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, name: str, listen: str, upstream: str) -> None:
+        self.loop = loop
+        self.seed = seed
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = False
+        self.toxics = ToxicCollection(name, self._toxics_changed)
+        self.connections: set[Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._serial = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "listen": self.listen, "upstream": self.upstream, "enabled": self.enabled,
+                "toxics": [spec.to_json() for spec in self.toxics.all()]}
+
+    async def start(self) -> None:
+        if self.enabled:
+            return
+        host, port = split_host_port(self.listen, "listen")
+        split_host_port(self.upstream, "upstream")
+        try:
+            sock = _listening_socket(host or "0.0.0.0", port)
+        except OSError as exc:
+            raise ApiError(500, f"listen tcp {self.listen}: {exc.strerror or exc}") from None
+        self._server = await self.loop.create_server(self._accept, sock=sock)
+        bound_host, bound_port = sock.getsockname()[:2]
+        self.listen = join_host_port(host or bound_host, bound_port)
+        self.enabled = True
+        log.info("proxy=%s: started, listen=%s upstream=%s", self.name, self.listen, self.upstream)
+
+    def stop(self) -> None:
+        if not self.enabled:
+            return
+        self.enabled = False
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for connection in list(self.connections):
+            connection.abort()
+        log.info("proxy=%s: stopped, listen=%s upstream=%s", self.name, self.listen, self.upstream)
+
+    async def update(self, listen: str, upstream: str, enabled: bool) -> None:
+        """Toxiproxy's rules: a new listen or upstream restarts the proxy; `enabled` starts or stops it."""
+        if listen != self.listen or upstream != self.upstream:
+            split_host_port(listen, "listen")
+            split_host_port(upstream, "upstream")
+            self.stop()
+            self.listen, self.upstream = listen, upstream
+        if enabled and not self.enabled:
+            await self.start()
+        elif not enabled:
+            self.stop()
+
+    def _accept(self) -> asyncio.Protocol:
+        self._serial += 1
+        context = ConnectionContext(self.name, self._serial, self.seed, self.toxics.for_stream,
+                                    self.connections.discard)
+        connection = Connection(self.loop, context, split_host_port(self.upstream, "upstream"))
+        self.connections.add(connection)
+        return connection.client
+
+    def _toxics_changed(self, stream: str) -> None:
+        for connection in list(self.connections):
+            connection.sync_toxics(stream)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # like Go, "localhost" means 127.0.0.1
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(511)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ProxyCollection:
+    """All proxies by name; the API's entry point."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int) -> None:
+        self.loop = loop
+        self.seed = seed
+        self.proxies: dict[str, Proxy] = {}
+
+    def get(self, name: str) -> Proxy:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise ApiError(*PROXY_NOT_FOUND)
+        return proxy
+
+    async def create(self, body: Any) -> Proxy:
+        name, listen, upstream, enabled = _proxy_fields(body, 0)
+        if name in self.proxies:
+            raise ApiError(*PROXY_EXISTS)
+        proxy = Proxy(self.loop, self.seed, name, listen, upstream)
+        if enabled:
+            await proxy.start()
+        else:
+            split_host_port(listen, "listen")
+            split_host_port(upstream, "upstream")
+        self.proxies[name] = proxy
+        return proxy
+
+    async def populate(self, body: Any) -> list[Proxy]:
+        """Create or replace; an existing proxy with the same listen and upstream is kept as it is."""
+        if not isinstance(body, list):
+            raise bad_body("want a JSON array of proxies")
+        wanted = [_proxy_fields(item, index + 1) for index, item in enumerate(body)]
+        names = [name for name, *_ in wanted]
+        for name in names:
+            if names.count(name) > 1:
+                raise bad_body(f"duplicate proxy name {name!r}")
+        result = []
+        for name, listen, upstream, enabled in wanted:
+            existing = self.proxies.get(name)
+            if existing is not None and existing.listen == listen and existing.upstream == upstream:
+                result.append(existing)
+                continue
+            if existing is not None:
+                existing.stop()
+                del self.proxies[name]
+            proxy = Proxy(self.loop, self.seed, name, listen, upstream)
+            if enabled:
+                await proxy.start()
+            self.proxies[name] = proxy
+            result.append(proxy)
+        return result
+
+    async def update(self, name: str, body: Any) -> Proxy:
+        proxy = self.get(name)
+        if not isinstance(body, dict):
+            raise bad_body("want a JSON object")
+        listen = body.get("listen", proxy.listen)
+        upstream = body.get("upstream", proxy.upstream)
+        enabled = body.get("enabled", proxy.enabled)
+        if not isinstance(listen, str) or not isinstance(upstream, str) or not isinstance(enabled, bool):
+            raise bad_body("listen and upstream must be strings, enabled a boolean")
+        await proxy.update(listen, upstream, enabled)
+        return proxy
+
+    def delete(self, name: str) -> None:
+        self.get(name).stop()
+        del self.proxies[name]
+        log.info("proxy=%s: deleted", name)
+
+    async def reset(self) -> None:
+        """Enable every proxy and remove every toxic."""
+        for proxy in list(self.proxies.values()):
+            await proxy.start()
+            proxy.toxics.reset()
+        log.info("reset: all proxies enabled, all toxics removed")
+
+    def stop_all(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.stop()
+
+
+def _proxy_fields(body: Any, index: int) -> tuple[str, str, str, bool]:
+    where = f" at proxy {index}" if index else ""
+    if not isinstance(body, dict):
+        raise bad_body(f"want a JSON object{where}")
+    name, listen = body.get("name") or "", body.get("listen") or ""
+    upstream, enabled = body.get("upstream") or "", body.get("enabled", True)
+    if not all(isinstance(v, str) for v in (name, listen, upstream)) or not isinstance(enabled, bool):
+        raise bad_body(f"name, listen and upstream must be strings, enabled a boolean{where}")
+    if not name:
+        raise ApiError(400, f"missing required field: name{where}")
+    if not upstream:
+        raise ApiError(400, f"missing required field: upstream{where}")
+    return name, listen or "0.0.0.0:0", upstream, enabled
