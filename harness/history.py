@@ -45,6 +45,7 @@ FIELDS = ("process", "type", "f", "value", "time", "wall")
 # Lines are parsed as one JSON array per chunk: one json.loads call per ~4 MB beats one per line.
 _CHUNK_CHARS = 1 << 22
 _row = itemgetter(*FIELDS)
+_FIELD_GETTERS = tuple(map(itemgetter, FIELDS))
 _starts_object = methodcaller("startswith", "{")
 _ends_object = methodcaller("endswith", ("}\n", "}"))
 
@@ -200,8 +201,8 @@ def _parse_chunk(lines: list[str], path: Path, lineno: int) -> Sequence[Sequence
         if all(map(_starts_object, lines)) and all(map(_ends_object, lines)):
             records = json.loads("[" + ",".join(lines) + "]")
             if len(records) == len(lines):
-                columns = list(zip(*map(_row, records)))
-                if columns and _well_typed(columns):
+                columns = [list(map(g, records)) for g in _FIELD_GETTERS]
+                if _well_typed(columns):
                     return columns
     except (ValueError, KeyError, TypeError, RecursionError):
         pass

@@ -20,7 +20,7 @@ def check_duplicated(history: History | Iterable[Op]) -> CheckResult:
         return facts.invoked.get(m, facts.first_delivery[m])
 
     examples = tuple(
-        Offender(m, facts.windows_around(order(m), facts.last_delivery[m]),
+        Offender(m, facts.windows_around(order(m), facts.last_delivery(m)),
                  f"delivered {len(repeated[m])}x: "
                  + ", ".join(f"{d.worker}#{d.attempt}" for d in repeated[m][:5]))
         for m in first(repeated, order))
@@ -28,4 +28,4 @@ def check_duplicated(history: History | Iterable[Op]) -> CheckResult:
         "duplicated", "invalid" if repeated else "valid", INVARIANT,
         {"delivered": len(facts.deliveries), "duplicated": len(repeated),
          "extra_deliveries": extra},
-        examples)
+        examples, ids=frozenset(repeated))

@@ -47,16 +47,19 @@ class Facts:
     origin: int                      # time of the earliest op
     end: int                         # time of the latest op
     invoked: Mapping[str, int]       # message id -> its send/campaign invoke time
-    outcome: Mapping[str, str]       # message id -> ok | fail | info (no completion: info)
     acked: Mapping[str, int]         # message id -> time its send/campaign was acknowledged
+    uncertain: Mapping[str, str]     # never acknowledged: id -> info | fail (no completion: info)
     deliveries: Counter              # message id -> number of deliveries
     first_delivery: Mapping[str, int]
-    last_delivery: Mapping[str, int]
-    repeated: Mapping[str, tuple[Delivery, ...]]  # ids delivered more than once -> deliveries
+    repeated: Mapping[str, tuple[Delivery, ...]]  # ids delivered more than once, in time order
     parked: Mapping[str, int]        # message id -> time it was seen parked
     windows: tuple[FaultWindow, ...]
     drain_started: int | None
     drained_at: int | None           # time of the drain's ok: None if the drain never completed
+
+    def last_delivery(self, m: str) -> int:
+        ds = self.repeated.get(m)
+        return ds[-1].time if ds else self.first_delivery[m]
 
     def windows_around(self, start: int, end: int) -> tuple[str, ...]:
         """Steps of the fault windows open at some point of [start, end]."""
@@ -83,19 +86,20 @@ def _indices(history: History, f: str) -> list[int]:
 
 def _derive(h: History) -> Facts:
     invoked: dict[str, int] = {}
-    outcome: dict[str, str] = {}
     acked: dict[str, int] = {}
-    _sends(h, invoked, outcome, acked)
+    refused: set[str] = set()     # ids with a fail completion
+    unknown: set[str] = set()     # ids with an info completion
+    _sends(h, invoked, acked, refused, unknown)
 
     parked: dict[str, int] = {}
     windows: list[FaultWindow] = []
+    open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
     drain: dict[str, int] = {}
     others = compress(range(len(h)), map(not_, map(_MAIN_F.__contains__, h.f)))
-    open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
     for i in others:
         f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
         if f == "campaign":
-            _campaign(i, type_, value, t, invoked, outcome, acked)
+            _campaign(i, type_, value, t, invoked, acked, refused, unknown)
         elif f == "park":
             if type_ == "ok":
                 parked.setdefault(_message_id(i, value), t)
@@ -104,17 +108,21 @@ def _derive(h: History) -> Facts:
         elif f == "drain":
             if type_ in ("invoke", "ok"):
                 drain.setdefault(type_, t)
-    counts, first_d, last_d, repeated = _deliveries(h)
+
+    # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
+    uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
+    uncertain.update(dict.fromkeys((refused - unknown) & uncertain.keys(), "fail"))
+    counts, first_d, repeated = _deliveries(h)
     times = h.time
     return Facts(
         ops=len(h), origin=min(times, default=0), end=max(times, default=0),
-        invoked=invoked, outcome=outcome, acked=acked,
-        deliveries=counts, first_delivery=first_d, last_delivery=last_d, repeated=repeated,
+        invoked=invoked, acked=acked, uncertain=uncertain,
+        deliveries=counts, first_delivery=first_d, repeated=repeated,
         parked=parked, windows=tuple(windows),
         drain_started=drain.get("invoke"), drained_at=drain.get("ok"))
 
 
-def _sends(h: History, invoked: dict, outcome: dict, acked: dict) -> None:
+def _sends(h: History, invoked: dict, acked: dict, refused: set, unknown: set) -> None:
     idx = _indices(h, "send")
     types = list(map(h.type.__getitem__, idx))
     ids = list(map(h.value.__getitem__, idx))
@@ -123,43 +131,32 @@ def _sends(h: History, invoked: dict, outcome: dict, acked: dict) -> None:
         bad = next(i for i in idx if not isinstance(h.value[i], str))
         raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
 
-    def of(kind: str) -> tuple[list[str], list[int]]:
-        sel = list(map(eq, types, repeat(kind)))
-        return list(compress(ids, sel)), list(compress(times, sel))
+    def of(kind: str, reverse: bool = False):
+        pairs = zip(reversed(ids), reversed(times)) if reverse else zip(ids, times)
+        return compress(pairs, map(eq, reversed(types) if reverse else types, repeat(kind)))
 
-    inv_ids, inv_times = of("invoke")
-    # reversed: with repeated invokes of one id, the earliest wins
-    invoked.update(zip(reversed(inv_ids), reversed(inv_times)))
-    outcome.update(zip(inv_ids, repeat("info")))
-    # precedence when an id completes more than once: ok > info > fail
-    outcome.update(zip(of("fail")[0], repeat("fail")))
-    outcome.update(zip(of("info")[0], repeat("info")))
-    ok_ids, ok_times = of("ok")
-    outcome.update(zip(ok_ids, repeat("ok")))
-    acked.update(zip(reversed(ok_ids), reversed(ok_times)))
+    # reversed: when one id is invoked or acknowledged twice, the earliest time wins
+    invoked.update(of("invoke", reverse=True))
+    acked.update(of("ok", reverse=True))
+    refused.update(compress(ids, map(eq, types, repeat("fail"))))
+    unknown.update(compress(ids, map(eq, types, repeat("info"))))
 
 
-def _campaign(i: int, type_: str, value: Any, t: int,
-              invoked: dict, outcome: dict, acked: dict) -> None:
+def _campaign(i: int, type_: str, value: Any, t: int, invoked: dict, acked: dict,
+              refused: set, unknown: set) -> None:
     if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
         raise HarnessError(f"history op {i + 1}: a campaign's value must be "
                            '{"campaign": id, "ids": [message ids]}')
     ids = value.get("ids", [])
-    if type_ == "invoke":
+    for m in ids:
+        invoked.setdefault(m, t)
+    if type_ == "ok":
         for m in ids:
-            invoked.setdefault(m, t)
-            outcome.setdefault(m, "info")
-    elif type_ == "ok":
-        for m in ids:
-            invoked.setdefault(m, t)
-            outcome[m] = "ok"
             acked.setdefault(m, t)
-    else:
-        rank = {"fail": 0, "info": 1, "ok": 2}
-        for m in ids:
-            invoked.setdefault(m, t)
-            if rank[type_] >= rank.get(outcome.get(m, "fail"), 0):
-                outcome[m] = type_
+    elif type_ == "fail":
+        refused.update(ids)
+    elif type_ == "info":
+        unknown.update(ids)
 
 
 def _message_id(i: int, value: Any) -> str:
@@ -186,7 +183,7 @@ def _fault(i: int, type_: str, value: Any, t: int,
         windows[k] = FaultWindow(w.step, w.fault, w.start, t, w.targets, w.params)
 
 
-def _deliveries(h: History) -> tuple[Counter, dict, dict, dict]:
+def _deliveries(h: History) -> tuple[Counter, dict, dict]:
     idx = _indices(h, "deliver")
     values = list(map(h.value.__getitem__, idx))
     times = list(map(h.time.__getitem__, idx))
@@ -197,8 +194,7 @@ def _deliveries(h: History) -> tuple[Counter, dict, dict, dict]:
         raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
                            '{"id": ..., "worker": ..., "attempt": ...}') from None
     counts = Counter(ids)
-    last = dict(zip(ids, times))
-    first = dict(last)
+    first = dict(zip(ids, times))
     repeated: dict[str, list[Delivery]] = {}
     if len(counts) != len(ids):
         many = {m for m, c in counts.items() if c > 1}
@@ -207,5 +203,5 @@ def _deliveries(h: History) -> tuple[Counter, dict, dict, dict]:
         for m, ds in repeated.items():
             # deliver ops may be out of time order: the earliest is the first delivery
             ds.sort(key=lambda d: d.time)
-            first[m], last[m] = ds[0].time, ds[-1].time
-    return counts, first, last, {m: tuple(ds) for m, ds in repeated.items()}
+            first[m] = ds[0].time
+    return counts, first, {m: tuple(ds) for m, ds in repeated.items()}

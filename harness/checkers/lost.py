@@ -34,7 +34,7 @@ def check_lost(history: History | Iterable[Op]) -> CheckResult:
         "lost", status, INVARIANT,
         {"acknowledged": len(acked), "lost": len(lost), "stuck": len(stuck),
          "drained": int(drained)},
-        examples)
+        examples, ids=frozenset(lost))
 
 
 def stuck_ids(facts: Facts, lost: set[str]) -> set[str]:

@@ -23,4 +23,4 @@ def check_parked(history: History | Iterable[Op]) -> CheckResult:
         "parked", "valid", INVARIANT,
         {"parked": len(parked), "acknowledged": len(parked.keys() & facts.acked.keys()),
          "delivered": len(replayed)},
-        examples)
+        examples, ids=frozenset(parked))

@@ -13,9 +13,8 @@ INVARIANT = "(report) unknown or refused sends that were delivered anyway"
 
 def check_recovered(history: History | Iterable[Op]) -> CheckResult:
     facts = facts_of(history)
-    outcome = facts.outcome
-    uncertain = outcome.keys() - facts.acked.keys()
-    recovered = uncertain & facts.deliveries.keys()
+    outcome = facts.uncertain
+    recovered = outcome.keys() & facts.deliveries.keys()
     of_fail = sum(1 for m in recovered if outcome[m] == "fail")
     examples = tuple(
         Offender(m, facts.windows_around(facts.invoked[m], facts.first_delivery[m]),
@@ -23,8 +22,8 @@ def check_recovered(history: History | Iterable[Op]) -> CheckResult:
         for m in first(recovered, facts.invoked.__getitem__))
     return CheckResult(
         "recovered", "valid", INVARIANT,
-        {"unknown_outcome": sum(1 for m in uncertain if outcome[m] == "info"),
-         "refused": sum(1 for m in uncertain if outcome[m] == "fail"),
+        {"unknown_outcome": sum(1 for o in outcome.values() if o == "info"),
+         "refused": sum(1 for o in outcome.values() if o == "fail"),
          "recovered": len(recovered), "recovered_unknown": len(recovered) - of_fail,
          "recovered_refused": of_fail},
-        examples)
+        examples, ids=frozenset(recovered))

@@ -35,6 +35,8 @@ class CheckResult:
     counts: Mapping[str, int]
     examples: tuple[Offender, ...] = ()
     measures: Mapping[str, float | None] = field(default_factory=dict)
+    #: every offending id (kept out of the JSON and the summary: it can be huge)
+    ids: frozenset[str] = field(default=frozenset(), repr=False)
 
     @property
     def violated(self) -> bool:

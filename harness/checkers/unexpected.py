@@ -15,10 +15,10 @@ def check_unexpected(history: History | Iterable[Op]) -> CheckResult:
     facts = facts_of(history)
     unexpected = facts.deliveries.keys() - facts.invoked.keys()
     examples = tuple(
-        Offender(m, facts.windows_around(facts.first_delivery[m], facts.last_delivery[m]),
+        Offender(m, facts.windows_around(facts.first_delivery[m], facts.last_delivery(m)),
                  "delivered, never sent")
         for m in first(unexpected, facts.first_delivery.get))
     return CheckResult(
         "unexpected", "invalid" if unexpected else "valid", INVARIANT,
         {"delivered": len(facts.deliveries), "unexpected": len(unexpected)},
-        examples)
+        examples, ids=frozenset(unexpected))

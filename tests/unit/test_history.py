@@ -1,0 +1,144 @@
+"""The history log: writer (flushed, thread-safe, anchored clock) and loader (fast and exact)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import history as history_module
+from harness.errors import HarnessError
+from harness.history import (History, HistoryWriter, Op, campaign_message_id, load_history,
+                             write_history)
+
+json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+ops = st.builds(
+    Op,
+    process=st.text(max_size=6),
+    type=st.sampled_from(["invoke", "ok", "fail", "info"]),
+    f=st.sampled_from(["send", "deliver", "campaign", "fault", "x\n\"y"]),
+    value=json_values,
+    time=st.integers(0, 2**63),
+    wall=st.floats(0, 2e9, allow_nan=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ops, max_size=40), st.integers(1, 200))
+def test_load_returns_exactly_what_was_written_whatever_the_chunking(
+        tmp_path_factory, written, chunk_chars):
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    write_history(path, written)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
+        assert list(load_history(path)) == written
+
+
+def test_writer_flushes_every_line_as_it_happens(tmp_path):
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as w:
+        op = w.record("c1", "invoke", "send", "m1")
+        # readable before the writer closes: a killed run keeps everything so far
+        assert load_history(path)[0] == op
+        assert isinstance(op.time, int) and isinstance(op.wall, float)
+
+
+def test_writer_is_thread_safe(tmp_path):
+    path = tmp_path / "h.jsonl"
+    with HistoryWriter(path) as w:
+        def client(k: int) -> None:
+            for i in range(300):
+                w.record(f"c{k}", "invoke", "send", f"m{k}-{i}" + "x" * 200)
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    loaded = load_history(path)
+    assert len(loaded) == 1800
+    assert {op.value for op in loaded} == {f"m{k}-{i}" + "x" * 200
+                                           for k in range(6) for i in range(300)}
+
+
+def test_anchor_maps_wall_seconds_to_the_runs_monotonic_clock(tmp_path):
+    with HistoryWriter(tmp_path / "h.jsonl") as w:
+        assert w.to_monotonic(w.wall0) == w.mono0
+        assert w.to_monotonic(w.wall0 + 1.5) == w.mono0 + 1_500_000_000
+
+
+def test_record_refuses_an_unknown_type(tmp_path):
+    with HistoryWriter(tmp_path / "h.jsonl") as w, pytest.raises(ValueError):
+        w.record("c1", "done", "send", "m1")
+
+
+def test_campaign_message_id():
+    assert campaign_message_id("camp-1", "+33600000001") == "camp-1:+33600000001"
+
+
+GOOD = '{"process":"c","type":"invoke","f":"send","value":"m","time":1,"wall":2.0}'
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("{not json", "property name"),
+    ('["a"]', "not a JSON object"),
+    ('{"process":"c","type":"invoke","f":"send","value":"m","time":1}', "missing wall"),
+    ('{"process":"c","type":"done","f":"send","value":"m","time":1,"wall":2.0}', "type"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1.5,"wall":2.0}', "time"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":true,"wall":2.0}', "time"),
+    ('{"process":3,"type":"ok","f":"send","value":"m","time":1,"wall":2.0}', "strings"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1,"wall":"x"}', "wall"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1,"wall":2.0},{"a":1}', ""),
+])
+def test_a_malformed_line_names_file_and_line(tmp_path, bad, why):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join([GOOD, GOOD, bad, GOOD]) + "\n")
+    with pytest.raises(HarnessError, match=rf"h\.jsonl:3: malformed history line.*{why}"):
+        load_history(path)
+
+
+def test_two_lines_that_parse_only_together_are_still_refused(tmp_path):
+    path = tmp_path / "h.jsonl"
+    half = GOOD[:-1]
+    path.write_text(f'{GOOD},{half}\n"extra":1}}\n')
+    with pytest.raises(HarnessError, match=r":1: malformed"):
+        load_history(path)
+
+
+def test_blank_lines_are_skipped_and_a_torn_last_line_is_dropped(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(f"{GOOD}\n\n   \n{GOOD}\n{GOOD[:30]}")
+    assert len(load_history(path)) == 2
+
+
+def test_a_torn_line_in_the_middle_is_an_error(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(f"{GOOD}\n{GOOD[:30]}\n{GOOD}\n")
+    with pytest.raises(HarnessError, match=":2:"):
+        load_history(path)
+
+
+def test_missing_and_non_utf8_files_raise_harness_errors(tmp_path):
+    with pytest.raises(HarnessError, match="cannot read history file"):
+        load_history(tmp_path / "nope.jsonl")
+    bad = tmp_path / "bin.jsonl"
+    bad.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(HarnessError, match="not UTF-8"):
+        load_history(bad)
+
+
+def test_writer_on_a_missing_directory_raises_a_harness_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot open history file"):
+        HistoryWriter(tmp_path / "no" / "such" / "h.jsonl")
+
+
+def test_history_is_a_sequence_of_ops():
+    ops_ = [Op("c", "invoke", "send", "m", 1, 1.0), Op("c", "ok", "send", "m", 2, 2.0)]
+    h = History(ops_)
+    assert len(h) == 2 and h[1] == ops_[1] and h[-1] == ops_[1] and h[0:1] == ops_[:1]
+    assert list(h) == ops_
+    assert json.loads(ops_[0].to_json())["f"] == "send"
