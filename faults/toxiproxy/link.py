@@ -46,6 +46,12 @@ class ConnectionContext:
     forget: Callable[["Connection"], None]
 
 
+def toxic_random(seed: int, proxy: str, connection: int, stream: str, toxic: str, toxic_serial: int) -> random.Random:
+    """The random stream of one toxic on one connection: a pure function of the seed and counters, so a run
+    replays (the toxicity draw comes first, then jitter or slicer sizes chunk by chunk)."""
+    return random.Random(f"{seed}/{proxy}/{connection}/{stream}/{toxic}/{toxic_serial}")
+
+
 class Side(asyncio.Protocol):
     """One of the connection's two sockets: `reader` is the link reading from it, `writer` the one writing to it."""
 
@@ -219,7 +225,7 @@ class Link:
 
     def _new_stub(self, spec: ToxicSpec) -> ToxicStub:
         ctx = self.connection.context
-        rng = random.Random(f"{ctx.seed}/{ctx.proxy_name}/{ctx.serial}/{self.stream}/{spec.name}/{spec.serial}")
+        rng = toxic_random(ctx.seed, ctx.proxy_name, ctx.serial, self.stream, spec.name, spec.serial)
         return ToxicStub(spec.toxic, spec.toxicity, rng, self.connection)
 
     def stop(self) -> None:
