@@ -37,8 +37,9 @@ class ToxiproxyClient:
         give_up = time.monotonic() + deadline_s
         last = "no attempt"
         while True:
+            attempt_s = max(0.05, min(self.timeout, 1.0, give_up - time.monotonic()))
             try:
-                response = self._session.get(self.url + "/version", timeout=min(self.timeout, 1.0))
+                response = self._session.get(self.url + "/version", timeout=attempt_s)
                 if response.ok:
                     return self.version()
                 last = f"HTTP {response.status_code}"
