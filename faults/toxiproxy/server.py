@@ -128,7 +128,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(stream=sys.stdout, level=level if level in logging.getLevelNamesMapping() else "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     config = None
