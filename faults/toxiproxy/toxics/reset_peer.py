@@ -19,7 +19,7 @@ class ResetPeer(Toxic):
     async def pipe(self, stub: ToxicStub, chunk: Chunk, emit: Emit) -> None:
         started = stub.now()
         while True:
-            timeout_s = stub.toxic.timeout / 1000 if isinstance(stub.toxic, ResetPeer) else 0.0
+            timeout_s = getattr(stub.toxic, "timeout", 0) / 1000  # stub.toxic: this toxic, maybe updated
             if await stub.sleep(started + timeout_s - stub.now()):
                 stub.control.reset_connection(f"reset_peer toxic after {round(timeout_s * 1000)} ms")
                 return
