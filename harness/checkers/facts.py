@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import eq, itemgetter, not_
+from operator import eq, itemgetter
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.history import History, Op, as_history, gc_paused
 
 NS = 1_000_000_000
-_MAIN_F = frozenset({"send", "deliver"})
+_UNCERTAIN = frozenset({"fail", "info"})
 _delivered_id = itemgetter("id")
 
 
@@ -79,9 +79,16 @@ def facts_of(ops: History | Iterable[Op]) -> Facts:
     return facts
 
 
-def _indices(history: History, f: str) -> list[int]:
-    # C-level select: the bulk of a history is send and deliver ops.
-    return list(compress(range(len(history)), map(eq, history.f, repeat(f))))
+def _column_of(history: History, f: str) -> tuple[list[str], list[Any], list[int]]:
+    """(types, values, times) of the ops of one f, selected at C speed: the bulk of a history
+    is send and deliver ops."""
+    mask = list(map(eq, history.f, repeat(f)))
+    return (list(compress(history.type, mask)), list(compress(history.value, mask)),
+            list(compress(history.time, mask)))
+
+
+def _first_index(history: History, f: str, bad: Callable[[Any], bool]) -> int:
+    return next(i for i, (f_, v) in enumerate(zip(history.f, history.value)) if f_ == f and bad(v))
 
 
 def _derive(h: History) -> Facts:
@@ -95,7 +102,7 @@ def _derive(h: History) -> Facts:
     windows: list[FaultWindow] = []
     open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
     drain: dict[str, int] = {}
-    others = compress(range(len(h)), map(not_, map(_MAIN_F.__contains__, h.f)))
+    others = [i for i, f in enumerate(h.f) if f != "send" and f != "deliver"]
     for i in others:
         f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
         if f == "campaign":
@@ -123,23 +130,20 @@ def _derive(h: History) -> Facts:
 
 
 def _sends(h: History, invoked: dict, acked: dict, refused: set, unknown: set) -> None:
-    idx = _indices(h, "send")
-    types = list(map(h.type.__getitem__, idx))
-    ids = list(map(h.value.__getitem__, idx))
-    times = list(map(h.time.__getitem__, idx))
+    types, ids, times = _column_of(h, "send")
     if not set(map(type, ids)) <= {str}:
-        bad = next(i for i in idx if not isinstance(h.value[i], str))
+        bad = _first_index(h, "send", lambda v: not isinstance(v, str))
         raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
 
-    def of(kind: str, reverse: bool = False):
-        pairs = zip(reversed(ids), reversed(times)) if reverse else zip(ids, times)
-        return compress(pairs, map(eq, reversed(types) if reverse else types, repeat(kind)))
+    def earliest(kind: str) -> Iterable[tuple[str, int]]:
+        # fed to a dict in reverse, so when an id is invoked or acknowledged twice the
+        # earliest time wins
+        return compress(zip(reversed(ids), reversed(times)), map(eq, reversed(types), repeat(kind)))
 
-    # reversed: when one id is invoked or acknowledged twice, the earliest time wins
-    invoked.update(of("invoke", reverse=True))
-    acked.update(of("ok", reverse=True))
-    refused.update(compress(ids, map(eq, types, repeat("fail"))))
-    unknown.update(compress(ids, map(eq, types, repeat("info"))))
+    invoked.update(earliest("invoke"))
+    acked.update(earliest("ok"))
+    for m, type_ in compress(zip(ids, types), map(_UNCERTAIN.__contains__, types)):
+        (refused if type_ == "fail" else unknown).add(m)
 
 
 def _campaign(i: int, type_: str, value: Any, t: int, invoked: dict, acked: dict,
@@ -184,13 +188,11 @@ def _fault(i: int, type_: str, value: Any, t: int,
 
 
 def _deliveries(h: History) -> tuple[Counter, dict, dict]:
-    idx = _indices(h, "deliver")
-    values = list(map(h.value.__getitem__, idx))
-    times = list(map(h.time.__getitem__, idx))
+    _, values, times = _column_of(h, "deliver")
     try:
         ids = list(map(_delivered_id, values))
     except (KeyError, TypeError):
-        bad = next(i for i, v in zip(idx, values) if not isinstance(v, dict) or "id" not in v)
+        bad = _first_index(h, "deliver", lambda v: not isinstance(v, dict) or "id" not in v)
         raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
                            '{"id": ..., "worker": ..., "attempt": ...}') from None
     counts = Counter(ids)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from itertools import compress, repeat
-from operator import gt, sub
+from itertools import repeat
 
 from harness.checkers.facts import NS, Facts, facts_of
 from harness.checkers.result import CheckResult, Offender, first
@@ -20,15 +19,16 @@ LATE_BOUND_S = 30.0
 def check_late(history: History | Iterable[Op], late_bound_s: float = LATE_BOUND_S) -> CheckResult:
     facts = facts_of(history)
     acked, first_d = facts.acked, facts.first_delivery
-    ids = list(acked.keys() & first_d.keys())
-    latencies = list(map(sub, map(first_d.__getitem__, ids), map(acked.__getitem__, ids)))
+    # comprehensions beat map/set pipelines here: one dict probe per delivered message
+    latencies = [t - acked[m] for m, t in first_d.items() if m in acked]
     bound = round(late_bound_s * NS)
-    candidates = compress(ids, map(gt, latencies, repeat(bound)))
     late = {}
-    for m in candidates:
-        reference = late_reference(facts, m)
-        if reference is not None and first_d[m] - reference > bound:
-            late[m] = reference
+    if latencies and max(latencies) > bound:
+        for m, t in first_d.items():
+            if m in acked and t - acked[m] > bound:
+                reference = late_reference(facts, m)
+                if reference is not None and t - reference > bound:
+                    late[m] = reference
     # a delivery seen before the HTTP answer arrived has zero latency from the client's view
     latencies.sort()
     early = bisect.bisect_left(latencies, 0)

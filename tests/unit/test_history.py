@@ -142,3 +142,25 @@ def test_history_is_a_sequence_of_ops():
     assert len(h) == 2 and h[1] == ops_[1] and h[-1] == ops_[1] and h[0:1] == ops_[:1]
     assert list(h) == ops_
     assert json.loads(ops_[0].to_json())["f"] == "send"
+
+
+def test_values_only_the_json_module_accepts_still_load(tmp_path):
+    # NaN, integers beyond 64 bits and lone surrogates: an accelerated parser may refuse them
+    written = [Op("c", "ok", "x", 2**70, 1, float("nan")), Op("c", "ok", "x", "\ud800", 2, 1.0),
+               Op("c", "ok", "x", {"n": -2**80}, 3, float("inf"))]
+    path = tmp_path / "h.jsonl"
+    write_history(path, written)
+    loaded = load_history(path)
+    assert [op.value for op in loaded] == [2**70, "\ud800", {"n": -2**80}]
+    assert loaded[0].wall != loaded[0].wall and loaded[2].wall == float("inf")
+
+
+def test_line_numbers_count_newlines_only(tmp_path):
+    # \u2028 and \r are legal raw inside JSON strings / as whitespace; only \n ends a line
+    odd = json.dumps(Op("c", "ok", "x", "a\u2028b\x85c", 1, 1.0).to_dict(), ensure_ascii=False)
+    path = tmp_path / "h.jsonl"
+    path.write_text(f"{odd}\n{GOOD}\r\n{odd}\n{{bad\n{GOOD}\n", encoding="utf-8", newline="")
+    with pytest.raises(HarnessError, match=r"h\.jsonl:4:"):
+        load_history(path)
+    path.write_text(f"{odd}\n{GOOD}\r\n{odd}\n", encoding="utf-8", newline="")
+    assert [op.value for op in load_history(path)] == ["a\u2028b\x85c", "m", "a\u2028b\x85c"]
