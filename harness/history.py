@@ -14,7 +14,7 @@ Conventions the checkers rely on:
 - deliver: type ok, process = worker name or "sink", value = {"id", "worker", "attempt"},
   time = delivery time on the run's monotonic clock (see `HistoryWriter.to_monotonic`).
   Deliver ops may appear out of time order (the observer reads the sink after the fact).
-- park: type ok, value = message id: the message is in the dead-letter queue.
+- park: type ok (process "dlq"), value = message id: the message is in the dead-letter queue.
 - fault: process "nemesis", invoke/ok/info (fail too), value = {"action": "inject"|"heal",
   "step", "fault", "params", "targets"}. A fault window runs from the inject's invoke to the
   ok/info of the heal of the same step; an inject never healed is open to the end.

@@ -51,7 +51,8 @@ class Verdict:
                  + ("drained" if self.drained else "no completed drain") + ")"]
         for r in self.results.values():
             if r.violated or (r.examples and r.name in ("recovered", "parked")):
-                lines.append(f"{r.name}: {r.status} - {r.invariant}; {_counts(r.counts)}")
+                lines.append(f"{r.name}: {r.status} - {r.invariant}; {_counts(r.counts)}"
+                             + (f" ({r.note})" if r.note else ""))
                 for o in r.examples:
                     where = f" during faults {', '.join(o.windows)}" if o.windows else ""
                     lines.append(f"  {o.id}{where}" + (f" ({o.detail})" if o.detail else ""))

@@ -20,12 +20,13 @@ def check_lost(history: History | Iterable[Op]) -> CheckResult:
     lost = acked.keys() - facts.deliveries.keys() - facts.parked.keys()
     stuck = stuck_ids(facts, lost)
     drained = facts.drained_at is not None
+    note = ""
     if not acked:
-        status = "unknown"  # nothing was acknowledged: the run proves nothing
-    elif lost:
-        status = "invalid" if drained else "unknown"
+        status, note = "unknown", "nothing was acknowledged: the run proves nothing"
+    elif lost and not drained:
+        status, note = "unknown", "no completed drain: the missing ones may still be in flight"
     else:
-        status = "valid"
+        status = "invalid" if lost else "valid"
     examples = tuple(
         Offender(m, facts.windows_around(facts.invoked.get(m, acked[m]), facts.end),
                  "stuck: no fault open during or after its send" if m in stuck else "")
@@ -34,7 +35,7 @@ def check_lost(history: History | Iterable[Op]) -> CheckResult:
         "lost", status, INVARIANT,
         {"acknowledged": len(acked), "lost": len(lost), "stuck": len(stuck),
          "drained": int(drained)},
-        examples, ids=frozenset(lost))
+        examples, ids=frozenset(lost), note=note)
 
 
 def stuck_ids(facts: Facts, lost: set[str]) -> set[str]:

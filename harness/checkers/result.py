@@ -37,6 +37,8 @@ class CheckResult:
     measures: Mapping[str, float | None] = field(default_factory=dict)
     #: every offending id (kept out of the JSON and the summary: it can be huge)
     ids: frozenset[str] = field(default=frozenset(), repr=False)
+    #: why the status is what it is, when counts alone do not say (e.g. why unknown)
+    note: str = ""
 
     @property
     def violated(self) -> bool:
@@ -44,7 +46,7 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "status": self.status, "invariant": self.invariant,
-                "counts": dict(self.counts), "measures": dict(self.measures),
+                "note": self.note, "counts": dict(self.counts), "measures": dict(self.measures),
                 "examples": [o.to_dict() for o in self.examples]}
 
 

@@ -62,6 +62,7 @@ def test_lost_is_invalid_after_a_drain_and_unknown_without_one():
     run = Run().send("a", 0).send("b", 1).deliver("a", 2)
     assert check_lost(run.ops).status == "unknown"
     assert check(run.ops).exit_code == 2
+    assert "(no completed drain: the missing ones may still be in flight)" in check(run.ops).summary()
     run.drain(5)
     lost = check_lost(run.ops)
     assert (lost.status, lost.counts["lost"], lost.ids) == ("invalid", 1, {"b"})
@@ -70,6 +71,7 @@ def test_lost_is_invalid_after_a_drain_and_unknown_without_one():
 def test_nothing_acknowledged_proves_nothing():
     run = Run().send("a", 0, outcome="fail").drain(5)
     assert check(run.ops).status == "unknown"
+    assert "nothing was acknowledged" in check(run.ops).summary()
     assert check([]).status == "unknown"
 
 
