@@ -1,0 +1,279 @@
+"""A `Stack`: one run's containers on one private network, up and down as a context manager.
+
+    with Stack("small") as stack:
+        print(stack.endpoints())
+
+`up()` reaps dead runs, builds missing images, starts the nodes in dependency waves, waits on real
+health (with deadlines) and wires the proxy; any failure tears the run down again and raises one
+`HarnessError` naming the node, with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import socket
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from harness.errors import HarnessError
+from stack import cleanup, health
+from stack.docker_api import docker_client
+from stack.images import ensure_images, stderr_progress
+from stack.topology import NodeSpec, RunParams, Topology, build_topology
+
+Progress = Callable[[str], None]
+
+
+def new_run_id() -> str:
+    return "r" + secrets.token_hex(4)
+
+
+class Stack:
+    def __init__(self, topology: str = "default", *, seed: int = 0, with_services: bool = True,
+                 detached: bool = False, progress: Progress = stderr_progress,
+                 boot_timeout: float = 180.0, host_port_base: int | None = None,
+                 run_id: str | None = None, client=None) -> None:
+        self.run_id = run_id or new_run_id()
+        self.seed = seed
+        self.detached = detached
+        self.progress = progress
+        self.boot_timeout = boot_timeout
+        self.host_port_base = host_port_base
+        self._client = client
+        self.params = RunParams(run_id=self.run_id, cookie=secrets.token_hex(20), with_services=with_services)
+        self.topology: Topology = build_topology(topology, self.params)
+        self.images: dict[str, str] = {}
+        self.network = None
+        self.containers: dict[str, object] = {}
+        self._passwd: dict[str, dict[str, tuple[int, int]]] = {}
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> "Stack":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    # ------------------------------------------------------------------ names
+    @property
+    def network_name(self) -> str:
+        return f"chaos-{self.run_id}"
+
+    def container_name(self, node: str) -> str:
+        return f"chaos-{self.run_id}-{node}"
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        labels = cleanup.owner_labels(self.detached)
+        labels[cleanup.LABEL_RUN] = self.run_id
+        labels[cleanup.LABEL_TOPOLOGY] = self.topology.name
+        labels.update(extra)
+        return labels
+
+    # ------------------------------------------------------------------ up / down
+    def up(self) -> "Stack":
+        started = time.monotonic()
+        client = self.client
+        self._check_ports_free()
+        cleanup.reap_dead_runs(client, self.progress)
+        self.images = ensure_images(client, self.progress)
+        try:
+            self.network = client.networks.create(
+                self.network_name, driver="bridge", check_duplicate=True,
+                labels=self.labels(**{cleanup.LABEL_KIND: "network"}))
+            infra = [n for n in self.topology.nodes if n.role not in SERVICE_ROLES]
+            services = [n for n in self.topology.nodes if n.role in SERVICE_ROLES]
+            self._start_waves(infra)
+            self._wait(infra)
+            health.configure_proxy(self)
+            health.declare_broker_topology(self)
+            if services:
+                self._start_waves(services)
+                self._wait(services)
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        self.progress(f"[stack] {self.topology.name} topology up in {time.monotonic() - started:.1f}s "
+                      f"(run {self.run_id})")
+        return self
+
+    def down(self, quiet: bool = False) -> None:
+        runs = cleanup.list_runs(self.client)
+        run = runs.get(self.run_id)
+        if run is not None:
+            cleanup.remove_run(self.client, run, None if quiet else self.progress)
+        self.containers.clear()
+        self.network = None
+
+    # ------------------------------------------------------------------ starting nodes
+    def _check_ports_free(self) -> None:
+        if self.host_port_base is None:
+            return
+        for port in self.host_ports():
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    raise HarnessError(f"port 127.0.0.1:{port} is already in use: choose another "
+                                       f"--port-base than {self.host_port_base}") from None
+
+    def host_ports(self) -> list[int]:
+        count = sum(len(n.publish) for n in self.topology.nodes)
+        return [self.host_port_base + i for i in range(count)] if self.host_port_base else []
+
+    def _port_bindings(self) -> dict[tuple[str, int], int | None]:
+        bindings: dict[tuple[str, int], int | None] = {}
+        ports = iter(self.host_ports())
+        for node in self.topology.nodes:
+            for port in node.publish:
+                bindings[(node.name, port)] = next(ports, None)
+        return bindings
+
+    def _start_waves(self, nodes: list[NodeSpec]) -> None:
+        pending = list(nodes)
+        bindings = self._port_bindings()
+        deadline = time.monotonic() + self.boot_timeout
+        ready: set[str] = set()
+        while pending:
+            for name in {d for n in pending for d in n.ready_before} - ready:
+                if name in self.containers and health.node_ready(self, name):
+                    ready.add(name)
+            wave = [n for n in pending if all(d in self.containers for d in n.start_after)
+                    and all(d in ready for d in n.ready_before)]
+            if not wave:
+                waiting = sorted({d for n in pending for d in n.ready_before} - ready)
+                if not waiting or not set(waiting) <= set(self.containers):
+                    raise HarnessError(f"nodes wait on each other: {', '.join(n.name for n in pending)}")
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"{waiting[0]}: not ready after {self.boot_timeout:.0f}s, "
+                                       "so the nodes that join it cannot start", detail=self.logs_tail(waiting[0]))
+                time.sleep(0.5)
+                continue
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for node, container in zip(wave, pool.map(lambda n: self._create(n, bindings), wave)):
+                    self.containers[node.name] = container
+            pending = [n for n in pending if n not in wave]
+
+    def _create(self, node: NodeSpec, bindings) -> object:
+        import docker.errors
+
+        ports = {f"{p}/tcp": ("127.0.0.1", bindings.get((node.name, p))) for p in node.publish}
+        kwargs = dict(
+            name=self.container_name(node.name), hostname=node.name, detach=True,
+            labels=self.labels(**{cleanup.LABEL_NODE: node.name, cleanup.LABEL_ROLE: node.role,
+                                  cleanup.LABEL_KIND: "node"}),
+            environment=dict(node.env), ports=ports, network=self.network_name,
+            mem_limit=node.mem_limit, cap_add=list(node.cap_add) or None,
+        )
+        if node.command:
+            kwargs["command"] = list(node.command)
+        if node.user:
+            kwargs["user"] = node.user
+        try:
+            container = self.client.containers.create(self.images[node.image], **kwargs)
+            # Aliases so that every node resolves every other node (and itself) by its short name.
+            self.network.disconnect(container)
+            self.network.connect(container, aliases=[node.name])
+            if node.files:
+                container.put_archive("/", self._archive(node, container))
+            container.start()
+        except docker.errors.APIError as exc:
+            message = exc.explanation or str(exc)
+            if "port is already allocated" in message or "address already in use" in message:
+                raise HarnessError(f"{node.name}: a host port is already in use ({message})") from None
+            raise HarnessError(f"{node.name}: could not start container: {message}") from None
+        container.reload()
+        self.progress(f"[stack] started {node.name}")
+        return container
+
+    def _archive(self, node: NodeSpec, container) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            dirs: set[str] = set()
+            for cf in node.files:
+                uid, gid = self._owner(node.image, container, cf.owner)
+                parts = cf.path.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in dirs:
+                        dirs.add(d)
+                        info = tarfile.TarInfo(d)
+                        info.type, info.mode = tarfile.DIRTYPE, 0o755
+                        info.uid, info.gid = uid, gid
+                        tar.addfile(info)
+                data = cf.content.encode()
+                info = tarfile.TarInfo(cf.path.strip("/"))
+                info.size, info.mode, info.uid, info.gid = len(data), cf.mode, uid, gid
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    def _owner(self, image_key: str, container, user: str) -> tuple[int, int]:
+        if user == "root":
+            return 0, 0
+        if image_key not in self._passwd:
+            stream, _ = container.get_archive("/etc/passwd")
+            raw = io.BytesIO(b"".join(stream))
+            with tarfile.open(fileobj=raw) as tar:
+                text = tar.extractfile(tar.getmembers()[0]).read().decode()
+            self._passwd[image_key] = {
+                f[0]: (int(f[2]), int(f[3])) for f in (line.split(":") for line in text.splitlines()) if len(f) > 3}
+        try:
+            return self._passwd[image_key][user]
+        except KeyError:
+            raise HarnessError(f"image {self.images[image_key]} has no user {user!r}") from None
+
+    def _wait(self, nodes: list[NodeSpec]) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        checks = health.checks_for(self, nodes)
+        with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+            futures = [pool.submit(check.wait, self, deadline) for check in checks]
+            for future in futures:
+                future.result()
+
+    # ------------------------------------------------------------------ helpers for others
+    def container(self, node: str):
+        if node not in self.containers:
+            self.containers[node] = self.client.containers.get(self.container_name(node))
+        return self.containers[node]
+
+    def exec(self, node: str, cmd: list[str], user: str | None = None, timeout: float = 20.0) -> tuple[int, str]:
+        """Run a command in a node, bounded by `timeout` (coreutils' timeout inside the container)."""
+        full = ["timeout", "-k", "2", str(int(timeout)), *cmd]
+        kwargs = {"user": user} if user else {}
+        result = self.container(node).exec_run(full, **kwargs)
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def logs_tail(self, node: str, lines: int = 40) -> str:
+        try:
+            return self.container(node).logs(tail=lines).decode(errors="replace")
+        except Exception as exc:  # the log is only context for an error we are already raising
+            return f"(no log: {exc})"
+
+    def host_port(self, node: str, port: int) -> int:
+        container = self.container(node)
+        container.reload()
+        binding = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+        if not binding:
+            raise HarnessError(f"{node}: port {port} is not published")
+        return int(binding[0]["HostPort"])
+
+    def endpoints(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for node in self.topology.nodes:
+            for port in node.publish:
+                scheme = {5672: "amqp", 8474: "http", 8080: "http"}.get(port, "tcp")
+                out[f"{node.name}:{port}"] = f"{scheme}://127.0.0.1:{self.host_port(node.name, port)}"
+        return out
+
+
+SERVICE_ROLES = frozenset({"api", "worker", "sink", "scheduler"})
