@@ -240,6 +240,30 @@ class Stack:
             for future in futures:
                 future.result()
 
+    # ------------------------------------------------------------------ redeploys
+    def redeploy(self, node: str, env: dict[str, str] | None = None, wait: bool = True) -> NodeSpec:
+        """Replace a node's container with one built from its spec plus `env` (None: the spec as is).
+
+        This is a deploy: the old container is removed, a new one starts with the same name, address
+        and published ports. Returns the spec now deployed; `wait` waits on the node's health check.
+        """
+        import dataclasses
+
+        base = self.topology.node(node)
+        spec = dataclasses.replace(base, env={**base.env, **(env or {})})
+        old = self.container(node)
+        old.reload()
+        ports = {}
+        for port in spec.publish:
+            binding = (old.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+            ports[(node, port)] = int(binding[0]["HostPort"]) if binding else None
+        old.remove(force=True)
+        self.containers.pop(node, None)
+        self.containers[node] = self._create(spec, ports)
+        if wait:
+            self._wait([spec])
+        return spec
+
     # ------------------------------------------------------------------ helpers for others
     def container(self, node: str):
         if node not in self.containers:
