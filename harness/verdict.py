@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from harness.checkers import CHECKERS, LATE_BOUND_S, CheckResult, FaultWindow, Status, facts_of
 from harness.checkers.facts import NS
 from harness.errors import HarnessError
-from harness.history import History, Op, as_history, load_history
+from harness.history import History, Op, as_history, gc_paused, load_history
 
 EXIT_CODES: Mapping[Status, int] = {"valid": 0, "invalid": 1, "unknown": 2}
 
@@ -84,10 +84,11 @@ def _counts(counts: Mapping[str, int]) -> str:
 def check(history: History | Iterable[Op], *, late_bound_s: float = LATE_BOUND_S) -> Verdict:
     """Run every checker; invalid if any invariant is violated, else unknown if any is undecided."""
     history = as_history(history)
-    facts = facts_of(history)
-    results = {name: (checker(history, late_bound_s=late_bound_s) if name == "late"
-                      else checker(history))
-               for name, checker in CHECKERS.items()}
+    with gc_paused():
+        facts = facts_of(history)
+        results = {name: (checker(history, late_bound_s=late_bound_s) if name == "late"
+                          else checker(history))
+                   for name, checker in CHECKERS.items()}
     statuses = {r.status for r in results.values()}
     status: Status = ("invalid" if "invalid" in statuses
                       else "unknown" if "unknown" in statuses else "valid")

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import eq, itemgetter
+from operator import eq, itemgetter, not_, or_
 from typing import Any
 
 from harness.errors import HarnessError
@@ -79,12 +79,15 @@ def facts_of(ops: History | Iterable[Op]) -> Facts:
     return facts
 
 
-def _column_of(history: History, f: str) -> tuple[list[str], list[Any], list[int]]:
-    """(types, values, times) of the ops of one f, selected at C speed: the bulk of a history
-    is send and deliver ops."""
-    mask = list(map(eq, history.f, repeat(f)))
-    return (list(compress(history.type, mask)), list(compress(history.value, mask)),
-            list(compress(history.time, mask)))
+# The bulk of a history is send and deliver ops: they are selected at C speed through masks
+# (lists of bools, one per op) rather than by a Python loop over every op.
+
+def _mask(history: History, f: str) -> list[bool]:
+    return list(map(eq, history.f, repeat(f)))
+
+
+def _selected(column: list, mask: list[bool]) -> list:
+    return list(compress(column, mask))
 
 
 def _first_index(history: History, f: str, bad: Callable[[Any], bool]) -> int:
@@ -92,17 +95,18 @@ def _first_index(history: History, f: str, bad: Callable[[Any], bool]) -> int:
 
 
 def _derive(h: History) -> Facts:
+    sends, deliveries = _mask(h, "send"), _mask(h, "deliver")
     invoked: dict[str, int] = {}
     acked: dict[str, int] = {}
     refused: set[str] = set()     # ids with a fail completion
     unknown: set[str] = set()     # ids with an info completion
-    _sends(h, invoked, acked, refused, unknown)
+    _sends(h, sends, invoked, acked, refused, unknown)
 
     parked: dict[str, int] = {}
     windows: list[FaultWindow] = []
     open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
     drain: dict[str, int] = {}
-    others = [i for i, f in enumerate(h.f) if f != "send" and f != "deliver"]
+    others = compress(range(len(h)), map(not_, map(or_, sends, deliveries)))
     for i in others:
         f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
         if f == "campaign":
@@ -119,7 +123,7 @@ def _derive(h: History) -> Facts:
     # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
     uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
     uncertain.update(dict.fromkeys((refused - unknown) & uncertain.keys(), "fail"))
-    counts, first_d, repeated = _deliveries(h)
+    counts, first_d, repeated = _deliveries(h, deliveries)
     times = h.time
     return Facts(
         ops=len(h), origin=min(times, default=0), end=max(times, default=0),
@@ -129,8 +133,9 @@ def _derive(h: History) -> Facts:
         drain_started=drain.get("invoke"), drained_at=drain.get("ok"))
 
 
-def _sends(h: History, invoked: dict, acked: dict, refused: set, unknown: set) -> None:
-    types, ids, times = _column_of(h, "send")
+def _sends(h: History, mask: list[bool], invoked: dict, acked: dict, refused: set,
+           unknown: set) -> None:
+    types, ids, times = _selected(h.type, mask), _selected(h.value, mask), _selected(h.time, mask)
     if not set(map(type, ids)) <= {str}:
         bad = _first_index(h, "send", lambda v: not isinstance(v, str))
         raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
@@ -187,8 +192,8 @@ def _fault(i: int, type_: str, value: Any, t: int,
         windows[k] = FaultWindow(w.step, w.fault, w.start, t, w.targets, w.params)
 
 
-def _deliveries(h: History) -> tuple[Counter, dict, dict]:
-    _, values, times = _column_of(h, "deliver")
+def _deliveries(h: History, mask: list[bool]) -> tuple[Counter, dict, dict]:
+    values, times = _selected(h.value, mask), _selected(h.time, mask)
     try:
         ids = list(map(_delivered_id, values))
     except (KeyError, TypeError):
