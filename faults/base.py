@@ -1,0 +1,225 @@
+"""What every fault shares: its parameters as plain data, the context it runs in, and the registry.
+
+A fault is a small class with `inject()` and `heal()`, registered by name:
+
+    @register
+    class Kill(NodeFault):
+        name = "kill"
+        summary = "SIGKILL the targets' containers; heal starts them again"
+        params = ()
+
+`describe()` gives the plain-data description that schedule files, Hypothesis strategies and reports
+share. `inject()`/`heal()` return an `Effect`: what was done, to whom, and what was observed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from stack.stack import Stack
+
+# What a fault's targets are: containers of the stack, links through the proxy, or nothing
+# (the fault picks its own victim, e.g. the current Redis primary).
+TARGET_KINDS = ("nodes", "links", "none")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a fault: a name, a type (int, float, str, bool, list, dict) and a default."""
+
+    name: str
+    type: type
+    default: Any = None
+    required: bool = False
+    choices: tuple = ()
+    help: str = ""
+
+    def check(self, value: Any, where: str) -> Any:
+        ok = isinstance(value, self.type) and not (self.type in (int, float) and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if self.type is list and isinstance(value, str):  # "a,b" for a list of names
+            value, ok = [v for v in value.split(",") if v], True
+        if not ok:
+            raise HarnessError(f"{where}: parameter {self.name!r} must be {self.type.__name__}, "
+                               f"not {type(value).__name__} {value!r}")
+        if self.choices and value not in self.choices:
+            raise HarnessError(f"{where}: parameter {self.name!r} must be one of "
+                               f"{', '.join(map(str, self.choices))}, not {value!r}")
+        if self.type in (int, float) and value < 0:
+            raise HarnessError(f"{where}: parameter {self.name!r} must not be negative, not {value!r}")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": self.default}
+        if self.required:
+            out["required"] = True
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.help:
+            out["help"] = self.help
+        return out
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one inject or heal did: the resolved targets, and facts observed (e.g. the new leader)."""
+
+    targets: tuple[str, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), **self.facts}
+
+
+class NoTarget(HarnessError):
+    """The targets resolved to nothing: the fault would hit nobody, so it was not applied."""
+
+
+@dataclass
+class FaultContext:
+    """What a fault may use at run time: the stack, a deadline budget, and who applies the fault.
+
+    `owner` labels (pid + process start time) mark helpers and toxics so that `faults.sweep` can
+    tell a live runner's faults from those a dead runner left behind.
+    """
+
+    stack: "Stack"
+    step: int | str = 0
+    wait_timeout: float = 90.0
+    progress: Any = None
+    # Per node, a stack of (env replaced, env deployed) so that rollback restores the previous env;
+    # the runner shares one dict between all steps of a run.
+    deploys: dict[str, list[tuple[dict[str, str], dict[str, str]]]] = field(default_factory=dict)
+
+    def deadline(self, seconds: float | None = None) -> float:
+        return time.monotonic() + (self.wait_timeout if seconds is None else seconds)
+
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.progress(f"[faults] step {self.step}: {line}")
+
+    @property
+    def owner_tag(self) -> str:
+        """`<pid>-<start>`: this process, as toxic names and helper labels carry it."""
+        from stack.cleanup import _process_start
+
+        pid = os.getpid()
+        return f"{pid}-{_process_start(pid)}"
+
+    def owner_labels(self) -> dict[str, str]:
+        from stack import cleanup
+
+        labels = self.stack.labels(**{cleanup.LABEL_KIND: "helper"})
+        # A helper belongs to the process applying the fault, even on a detached stack.
+        labels.update(cleanup.owner_labels(detached=False))
+        labels["chaos-harness.step"] = str(self.step)
+        return labels
+
+
+class Fault:
+    """Base of every fault. Subclasses set `name`, `summary`, `params`, `targets_kind`."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    targets_kind: ClassVar[str] = "nodes"
+    # Whether a schedule step of this fault must give targets (else the fault picks its own).
+    needs_targets: ClassVar[bool] = True
+
+    def __init__(self, ctx: FaultContext, targets: list[str], params: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.targets = list(targets)
+        self.p = self.check_params(params, f"fault {self.name!r}")
+        self.injected: Effect | None = None
+
+    # ---------------------------------------------------------------- description and validation
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "summary": cls.summary, "targets": cls.targets_kind,
+                "needs_targets": cls.needs_targets, "params": [p.describe() for p in cls.params]}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any] | None, where: str) -> dict[str, Any]:
+        params = dict(params or {})
+        known = {p.name: p for p in cls.params}
+        for key in params:
+            if key not in known:
+                hint = _did_you_mean(key, known)
+                raise HarnessError(f"{where}: unknown parameter {key!r} for fault {cls.name!r}{hint}"
+                                   f" (known: {', '.join(known) or 'none'})")
+        out: dict[str, Any] = {}
+        for p in cls.params:
+            if p.name in params and params[p.name] is not None:
+                out[p.name] = p.check(params[p.name], where)
+            elif p.required:
+                raise HarnessError(f"{where}: fault {cls.name!r} needs parameter {p.name!r}")
+            else:
+                out[p.name] = p.default
+        cls.check_combination(out, where)
+        return out
+
+    @classmethod
+    def check_combination(cls, params: dict[str, Any], where: str) -> None:
+        """Checks across parameters (override where needed)."""
+
+    # ---------------------------------------------------------------- the two verbs
+    def inject(self) -> Effect:
+        raise NotImplementedError
+
+    def heal(self) -> Effect:
+        """Undo the fault; idempotent and best effort (a second call is harmless)."""
+        raise NotImplementedError
+
+
+FAULTS: dict[str, type[Fault]] = {}
+
+
+def register(cls: type[Fault]) -> type[Fault]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in FAULTS and FAULTS[cls.name] is not cls:
+        raise ValueError(f"fault name {cls.name!r} registered twice")
+    FAULTS[cls.name] = cls
+    return cls
+
+
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def get_fault(name: str, where: str = "") -> type[Fault]:
+    load_all()
+    try:
+        return FAULTS[name]
+    except (KeyError, TypeError):
+        prefix = f"{where}: " if where else ""
+        hint = _did_you_mean(str(name), FAULTS)
+        if not hint:
+            hint = f" (known: {', '.join(sorted(FAULTS))})"
+        raise HarnessError(f"{prefix}unknown fault {name!r}{hint}") from None
+
+
+_MODULES = ("kill", "restart", "pause", "rolling_restart", "partition", "link", "redis_failover",
+            "rabbitmq_leader_stop", "zk_leader_kill", "deploy")
+
+
+def load_all() -> dict[str, type[Fault]]:
+    """Import every fault module, so each registers itself; returns the registry."""
+    import importlib
+
+    for module in _MODULES:
+        importlib.import_module(f"faults.{module}")
+    return FAULTS
+
+
+def describe_all() -> list[dict[str, Any]]:
+    return [FAULTS[name].describe() for name in sorted(load_all())]

@@ -1,0 +1,122 @@
+"""Deploys as faults: redeploy a node with a configuration override, roll it across a group, roll back.
+
+A deploy replaces the node's container (`Stack.redeploy`: same name, address and ports) with its spec
+plus an env override; incident switches travel as `CHAOS_SWITCHES=a,b`. Every deploy pushes the env it
+replaced onto `FaultContext.deploys[node]`; heal (or a `rollback` step) redeploys that previous env.
+A deploy already rolled back by a `rollback` step heals as a no-op.
+"""
+
+from __future__ import annotations
+
+from faults.base import Effect, Param, register
+from faults.nodes import NodeFault, gap
+
+SWITCHES = Param("switches", list, None, help="incident switches, deployed as CHAOS_SWITCHES=a,b")
+ENV = Param("env", dict, None, help="other environment variables to override")
+
+
+def deployed_env(container) -> dict[str, str]:
+    container.reload()
+    return dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
+
+
+class _Deploying(NodeFault):
+    """Shared by deploy and rolling-deploy: push the current override, redeploy, pop on rollback."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.done: list[tuple[str, int]] = []  # (node, depth of our entry in ctx.deploys[node])
+
+    def override(self) -> dict[str, str]:
+        env = {str(k): str(v) for k, v in (self.p["env"] or {}).items()}
+        if self.p["switches"] is not None:
+            env["CHAOS_SWITCHES"] = ",".join(self.p["switches"])
+        return env
+
+    def deploy_one(self, node: str) -> dict[str, str]:
+        history = self.ctx.deploys.setdefault(node, [])
+        current = history[-1][1] if history else {}
+        new = {**current, **self.override()}
+        history.append((current, new))
+        self.done.append((node, len(history)))
+        self.ctx.stack.redeploy(node, new, wait=True)
+        env = deployed_env(self.ctx.stack.container(node))
+        missing = {k: v for k, v in new.items() if env.get(k) != v}
+        if missing:
+            from harness.errors import HarnessError
+            raise HarnessError(f"{node}: redeployed container lacks {missing}")
+        return new
+
+    def rollback_one(self, node: str, depth: int) -> bool:
+        history = self.ctx.deploys.get(node, [])
+        if len(history) != depth:  # already rolled back (or deployed over by a later step)
+            return False
+        previous, _ = history.pop()
+        self.ctx.stack.redeploy(node, previous, wait=True)
+        return True
+
+
+@register
+class Deploy(_Deploying):
+    name = "deploy"
+    summary = "redeploy the targets with an env override (CHAOS_SWITCHES); heal rolls back to the previous env"
+    params = (SWITCHES, ENV)
+
+    def inject(self) -> Effect:
+        nodes = self.resolve()
+        deployed = {node: self.deploy_one(node) for node in nodes}
+        return self.effect(nodes, deployed=deployed)
+
+    def heal(self) -> Effect:
+        rolled = [n for n, depth in reversed(self.done) if self.rollback_one(n, depth)]
+        self.done.clear()
+        return Effect(tuple(rolled), {"rolled_back": rolled})
+
+
+@register
+class RollingDeploy(_Deploying):
+    name = "rolling-deploy"
+    summary = "deploy the override to each target in turn (each healthy first, then `gap` s); heal rolls back"
+    params = (SWITCHES, ENV, Param("gap", float, 5.0, help="seconds between nodes"))
+
+    def inject(self) -> Effect:
+        nodes = self.resolve()
+        deployed = {}
+        for i, node in enumerate(nodes):
+            if i:
+                gap(self.p["gap"])
+            deployed[node] = self.deploy_one(node)
+            self.ctx.say(f"rolling-deploy: {node} deployed")
+        return self.effect(nodes, deployed=deployed, order=list(deployed))
+
+    def heal(self) -> Effect:
+        rolled = []
+        for i, (node, depth) in enumerate(reversed(self.done)):
+            if self.rollback_one(node, depth):
+                rolled.append(node)
+        self.done.clear()
+        return Effect(tuple(rolled), {"rolled_back": rolled})
+
+
+@register
+class Rollback(NodeFault):
+    name = "rollback"
+    summary = "roll the targets back to the env they had before their last deploy (now, not at heal)"
+    params = ()
+
+    def inject(self) -> Effect:
+        nodes = self.resolve()
+        rolled = {}
+        for node in nodes:
+            history = self.ctx.deploys.get(node, [])
+            if history:
+                previous, _ = history.pop()
+                self.ctx.stack.redeploy(node, previous, wait=True)
+                rolled[node] = previous
+        if not rolled:
+            from faults.base import NoTarget
+            raise NoTarget(f"no deploy to roll back on {nodes}")
+        return self.effect(list(rolled), restored=rolled)
+
+    def heal(self) -> Effect:
+        return Effect((), {})

@@ -1,0 +1,106 @@
+"""What faults on containers share: resolving node targets, container states, and "is it serving again?".
+
+`serving(stack, node)` is the outside view a fault waits on after it brings a node back: the node
+answers on its own protocol (AMQP handshake, ZooKeeper `srvr` mode, Redis `PING`, the proxy API).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from faults.base import Effect, Fault, NoTarget, Param
+from faults.roles import resolve_nodes
+from harness.errors import HarnessError
+from stack import health
+
+if TYPE_CHECKING:
+    from stack.stack import Stack
+
+WAIT_SERVING = Param("wait_serving", bool, True, help="after bringing a node back, wait until it serves again")
+
+
+def serving(stack: "Stack", node: str) -> tuple[bool, str]:
+    role = stack.topology.node(node).role
+    if role == "rabbitmq":
+        return health._amqp_listening(stack, node), "AMQP handshake on 5672"
+    if role == "zookeeper":
+        mode = health.zk_mode(stack, node)
+        return mode in ("leader", "follower", "standalone"), f"mode {mode}"
+    if role in ("redis", "sentinel"):
+        port = "26379" if role == "sentinel" else "6379"
+        code, out = stack.exec(node, ["redis-cli", "-p", port, "ping"], timeout=5)
+        return code == 0 and "PONG" in out, out.strip()[:80]
+    if role == "proxy":
+        return health._proxy_probe(stack)
+    port = int(stack.topology.node(node).env.get("HTTP_PORT", "8080"))
+    script = ("import urllib.request;urllib.request.urlopen('http://127.0.0.1:%d/health',timeout=3)" % port)
+    code, out = stack.exec(node, ["python3", "-c", script], timeout=6)
+    return code == 0, out.strip()[-120:] or f"exit {code}"
+
+
+def status(stack: "Stack", node: str) -> str:
+    container = stack.container(node)
+    container.reload()
+    return container.status
+
+
+def wait_status(stack: "Stack", node: str, wanted: tuple[str, ...], deadline: float) -> str:
+    return health.wait_for(f"{node} container to be {'/'.join(wanted)}",
+                           lambda: ((s := status(stack, node)) in wanted, f"status {s}"), deadline, interval=0.1)
+
+
+def wait_serving(stack: "Stack", node: str, deadline: float) -> str:
+    def probe() -> tuple[bool, str]:
+        state = status(stack, node)
+        if state != "running":
+            return False, f"container {state}"
+        return serving(stack, node)
+
+    def timeout(detail: str) -> HarnessError:
+        return HarnessError(f"{node}: not serving again in time (last: {detail})", detail=stack.logs_tail(node))
+
+    return health.wait_for(f"{node} to serve", probe, deadline, on_timeout=timeout)
+
+
+def ensure_running(stack: "Stack", node: str, deadline: float) -> bool:
+    """Start or unpause the node if needed; True if something had to be done."""
+    state = status(stack, node)
+    container = stack.container(node)
+    if state == "paused":
+        container.unpause()
+    elif state in ("exited", "created", "dead"):
+        container.start()
+    elif state == "restarting" or state == "running":
+        return False
+    else:
+        container.start()
+    wait_status(stack, node, ("running",), deadline)
+    return True
+
+
+class NodeFault(Fault):
+    """A fault whose targets are containers of the stack."""
+
+    targets_kind = "nodes"
+
+    def resolve(self) -> list[str]:
+        nodes = resolve_nodes(self.ctx.stack, self.targets, seed=_seed(self.ctx))
+        if not nodes:
+            raise NoTarget(f"targets {self.targets} matched no node")
+        return nodes
+
+    def effect(self, nodes: list[str], **facts) -> Effect:
+        stack = self.ctx.stack
+        roles = {n: stack.topology.node(n).role for n in nodes}
+        return Effect(tuple(nodes), {"roles": roles, **facts})
+
+
+def _seed(ctx) -> str:
+    return f"{getattr(ctx.stack, 'seed', 0)}:{ctx.step}"
+
+
+def gap(seconds: float) -> None:
+    """A planned pause between the nodes of a rolling action (not a wait for a condition)."""
+    if seconds > 0:
+        time.sleep(seconds)

@@ -1,0 +1,33 @@
+"""`restart`: a graceful restart (SIGTERM, then SIGKILL after `grace` s) of the targets, one after another."""
+
+from __future__ import annotations
+
+from faults.base import Effect, Param, register
+from faults.nodes import WAIT_SERVING, NodeFault, ensure_running, wait_serving
+
+
+@register
+class Restart(NodeFault):
+    name = "restart"
+    summary = "docker restart the targets (SIGTERM, SIGKILL after grace s); heal makes sure they run"
+    params = (Param("grace", int, 10, help="seconds between SIGTERM and SIGKILL"), WAIT_SERVING)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.restarted: list[str] = []
+
+    def inject(self) -> Effect:
+        stack = self.ctx.stack
+        nodes = self.resolve()
+        deadline = self.ctx.deadline()
+        for node in nodes:
+            self.restarted.append(node)
+            stack.container(node).restart(timeout=self.p["grace"])
+            if self.p["wait_serving"]:
+                wait_serving(stack, node, deadline)
+        return self.effect(nodes)
+
+    def heal(self) -> Effect:
+        deadline = self.ctx.deadline()
+        started = [n for n in self.restarted if ensure_running(self.ctx.stack, n, deadline)]
+        return self.effect(self.restarted, started=started)

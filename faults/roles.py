@@ -1,0 +1,219 @@
+"""Targets by role, resolved at run time: "redis-primary" is whichever node Sentinel names *now*.
+
+A target is one of:
+- a node name: `rmq2`, `redis1`, `worker1`;
+- a role (or its plural): `rabbitmq`, `zookeeper`/`zk`, `redis`, `sentinel(s)`, `proxy`, `worker(s)`, `api`, ...;
+- a live role: `redis-primary`, `redis-replica`, `zk-leader`, `zk-followers`,
+  `rabbitmq-queue-leader:<queue>`, `rabbitmq-queue-followers:<queue>`;
+- `any:<target>`: one node of that target, picked with the run's seed (Jepsen's "one random node").
+For link faults a target is also a link name (`workers-redis1`), a client group (`workers`, `api`), a glob
+over link names (`*-redis1`), or `<group>:<node target>` (`workers:redis-primary`); a bare node target
+means every group's links to those nodes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import re
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from stack import health
+from stack.topology import ProxyLink, Topology
+
+if TYPE_CHECKING:
+    from stack.stack import Stack
+
+ROLE_ALIASES = {
+    "rabbitmq": "rabbitmq", "rmq": "rabbitmq", "rabbit": "rabbitmq",
+    "zookeeper": "zookeeper", "zk": "zookeeper",
+    "redis": "redis",
+    "sentinel": "sentinel", "sentinels": "sentinel",
+    "proxy": "proxy",
+    "worker": "worker", "workers": "worker",
+    "api": "api", "sink": "sink", "scheduler": "scheduler",
+}
+LIVE_ROLES = ("redis-primary", "redis-replica", "zk-leader", "zk-followers")
+LIVE_QUEUE_ROLES = ("rabbitmq-queue-leader", "rabbitmq-queue-followers")
+LINK_GROUPS = ("api", "workers", "scheduler")
+# Service nodes a topology with services has (stack.services.deploy): known here so that a schedule
+# can be validated without building a topology.
+SERVICE_NODE_PATTERN = re.compile(r"^(api\d*|worker\d+|sink|scheduler\d*)$")
+
+
+# ---------------------------------------------------------------------------------------------- static checks
+
+def check_target(target: str, kind: str, topology: Topology | None, where: str) -> None:
+    """Raise HarnessError (one line) unless `target` could name something of `kind` in `topology`."""
+    if not isinstance(target, str) or not target:
+        raise HarnessError(f"{where}: a target must be a non-empty string, not {target!r}")
+    if kind == "links" and _is_link_target(target, topology):
+        return
+    if _is_node_target(target, topology):
+        return
+    from faults.base import _did_you_mean
+
+    known = sorted(set(ROLE_ALIASES) | set(LIVE_ROLES) | set(_node_names(topology))
+                   | (set(LINK_GROUPS) if kind == "links" else set()))
+    raise HarnessError(f"{where}: unknown target {target!r}{_did_you_mean(target, known)}")
+
+
+def _node_names(topology: Topology | None) -> list[str]:
+    if topology is None:
+        from stack.topology import RunParams, build_topology
+
+        topology = build_topology("default", RunParams(run_id="check", cookie="x", with_services=False))
+    return [n.name for n in topology.nodes]
+
+
+def _is_node_target(target: str, topology: Topology | None) -> bool:
+    if target.startswith("any:"):
+        return _is_node_target(target[4:], topology)
+    if target in ROLE_ALIASES or target in LIVE_ROLES:
+        return True
+    role, _, queue = target.partition(":")
+    if role in LIVE_QUEUE_ROLES:
+        return bool(queue)
+    if target in _node_names(topology):
+        return True
+    return topology is None and bool(SERVICE_NODE_PATTERN.match(target))
+
+
+def _is_link_target(target: str, topology: Topology | None) -> bool:
+    if target in LINK_GROUPS:
+        return True
+    group, sep, rest = target.partition(":")
+    if sep and group in LINK_GROUPS:
+        return _is_node_target(rest, topology)
+    if any(ch in target for ch in "*?["):
+        return True
+    group, sep, node = target.partition("-")
+    return bool(sep) and group in LINK_GROUPS and _is_node_target(node, topology)
+
+
+# ---------------------------------------------------------------------------------------------- live roles
+
+def redis_primary(stack: "Stack") -> str:
+    """The node Sentinel names as master (the first Sentinel that answers), else the one INFO calls master."""
+    for sentinel in stack.topology.names("sentinel"):
+        try:
+            view = health.sentinel_master(stack, sentinel)
+        except Exception:
+            continue
+        host = view.get("ip", "")
+        if host in stack.topology.names("redis"):
+            return host
+    for node in stack.topology.names("redis"):
+        try:
+            if health.redis_info(stack, node).get("role") == "master":
+                return node
+        except Exception:
+            continue
+    raise HarnessError("no Redis primary found: no Sentinel and no Redis node names one")
+
+
+def zk_leader(stack: "Stack") -> str:
+    for node in stack.topology.names("zookeeper"):
+        try:
+            if health.zk_mode(stack, node) in ("leader", "standalone"):
+                return node
+        except Exception:
+            continue
+    raise HarnessError("no ZooKeeper leader found: no node answers srvr with Mode: leader")
+
+
+def rabbitmq_queue_leader(stack: "Stack", queue: str, avoid: tuple[str, ...] = ()) -> str:
+    """The node leading quorum queue `queue`, as `rabbitmqctl list_queues name leader` says on a live node."""
+    last = "no RabbitMQ node answered"
+    for node in stack.topology.names("rabbitmq"):
+        if node in avoid:
+            continue
+        try:
+            code, out = stack.exec(node, ["rabbitmqctl", "-q", "list_queues", "name", "leader",
+                                          "--formatter", "json"], user="rabbitmq", timeout=20)
+        except Exception as exc:
+            last = f"{node}: {exc}"
+            continue
+        if code != 0 or "[" not in out:
+            last = f"{node}: {out.strip().splitlines()[-1] if out.strip() else f'exit {code}'}"
+            continue
+        for row in json.loads(out[out.index("["):]):
+            if row.get("name") == queue:
+                leader = str(row.get("leader", ""))
+                if leader.startswith("rabbit@"):
+                    return leader.split("@", 1)[1]
+                last = f"{node}: queue {queue} has no leader ({leader!r})"
+                break
+        else:
+            raise HarnessError(f"RabbitMQ has no queue {queue!r} (asked {node})")
+    raise HarnessError(f"no leader found for quorum queue {queue!r} (last: {last})")
+
+
+# ---------------------------------------------------------------------------------------------- resolution
+
+def resolve_nodes(stack: "Stack", targets: list[str], seed: int = 0) -> list[str]:
+    """Node names, in topology order, for the given targets (live roles are asked now)."""
+    topo = stack.topology
+    names = [n.name for n in topo.nodes]
+    found: set[str] = set()
+    for target in targets:
+        found.update(_resolve_one(stack, target, seed))
+    return [n for n in names if n in found]
+
+
+def _resolve_one(stack: "Stack", target: str, seed: int) -> list[str]:
+    topo = stack.topology
+    if target.startswith("any:"):
+        pool = resolve_nodes(stack, [target[4:]], seed)
+        return [random.Random(f"{seed}:{target}").choice(pool)] if pool else []
+    if target in ROLE_ALIASES:
+        return topo.names(ROLE_ALIASES[target])
+    if target == "redis-primary":
+        return [redis_primary(stack)]
+    if target == "redis-replica":
+        primary = redis_primary(stack)
+        return [n for n in topo.names("redis") if n != primary]
+    if target == "zk-leader":
+        return [zk_leader(stack)]
+    if target == "zk-followers":
+        leader = zk_leader(stack)
+        return [n for n in topo.names("zookeeper") if n != leader]
+    role, _, queue = target.partition(":")
+    if role in LIVE_QUEUE_ROLES and queue:
+        leader = rabbitmq_queue_leader(stack, queue)
+        if role == "rabbitmq-queue-leader":
+            return [leader]
+        return [n for n in topo.names("rabbitmq") if n != leader]
+    if target in [n.name for n in topo.nodes]:
+        return [target]
+    raise HarnessError(f"unknown target {target!r} in topology {topo.name!r}")
+
+
+def resolve_links(stack: "Stack", targets: list[str], seed: int = 0) -> list[ProxyLink]:
+    """Proxy links, in topology order, for the given link targets."""
+    links = list(stack.topology.links)
+    picked: set[str] = set()
+    for target in targets:
+        if target in {l.name for l in links}:
+            picked.add(target)
+        elif target in LINK_GROUPS:
+            picked.update(l.name for l in links if l.group == target)
+        elif any(ch in target for ch in "*?["):
+            picked.update(l.name for l in links if fnmatch.fnmatchcase(l.name, target))
+        elif ":" in target and target.split(":", 1)[0] in LINK_GROUPS:
+            group, rest = target.split(":", 1)
+            nodes = set(resolve_nodes(stack, [rest], seed))
+            picked.update(l.name for l in links if l.group == group and l.node in nodes)
+        else:
+            nodes = set(resolve_nodes(stack, [target], seed))
+            picked.update(l.name for l in links if l.node in nodes)
+    return [l for l in links if l.name in picked]
+
+
+def role_of(stack: "Stack", node: str) -> str:
+    try:
+        return stack.topology.node(node).role
+    except KeyError:
+        return "unknown"
