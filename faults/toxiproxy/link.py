@@ -65,6 +65,9 @@ class Side(asyncio.Protocol):
         self.write_paused = False
         self._pauses: set[str] = set()
         self._drain_waiters: list[asyncio.Future[None]] = []
+        # Bytes written before this socket is connected. Python < 3.11.4 ignores pause_reading() called
+        # from connection_made, so a client's first bytes can arrive while the upstream is still dialling.
+        self._early: list[bytes] = []
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,6 +76,9 @@ class Side(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         if self._pauses:
             transport.pause_reading()
+        early, self._early = self._early, []
+        for data in early:
+            transport.write(data)
         self.connection.side_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -118,7 +124,9 @@ class Side(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.lost and not self.transport.is_closing():
+        if self.transport is None and not self.lost:
+            self._early.append(data)
+        elif self.transport is not None and not self.lost and not self.transport.is_closing():
             self.transport.write(data)
 
     async def drained(self) -> None:
