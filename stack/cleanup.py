@@ -22,6 +22,7 @@ LABEL_OWNER_HOST = "chaos-harness.owner-host"
 LABEL_DETACHED = "chaos-harness.detached"
 LABEL_KIND = "chaos-harness.kind"  # "node", "helper" (partition helpers), "network"
 LABEL_NAMESPACE = "chaos-harness.namespace"
+LABEL_SERVICES = "chaos-harness.services"
 
 
 def namespace() -> str:

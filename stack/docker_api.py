@@ -16,6 +16,6 @@ def docker_client(timeout: int = 120):
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        reason = str(exc).split("(")[0].strip() or type(exc).__name__
-        raise HarnessError(f"Docker daemon not reachable at {where}: {reason}") from None
+        raise HarnessError(
+            f"Docker daemon not reachable at {where}: is it running, and may this user use it?") from None
     return client

@@ -50,6 +50,13 @@ class Stack:
         self.containers: dict[str, object] = {}
         self._passwd: dict[str, dict[str, tuple[int, int]]] = {}
 
+    @classmethod
+    def attach(cls, client, run_id: str, labels: dict[str, str]) -> "Stack":
+        """A handle on a run that is already up (e.g. one `chaos-harness up` left running)."""
+        return cls(labels.get(cleanup.LABEL_TOPOLOGY, "default"), run_id=run_id, client=client,
+                   with_services=labels.get(cleanup.LABEL_SERVICES) == "1",
+                   detached=labels.get(cleanup.LABEL_DETACHED) == "1")
+
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> "Stack":
         return self.up()
@@ -75,6 +82,7 @@ class Stack:
         labels = cleanup.owner_labels(self.detached)
         labels[cleanup.LABEL_RUN] = self.run_id
         labels[cleanup.LABEL_TOPOLOGY] = self.topology.name
+        labels[cleanup.LABEL_SERVICES] = "1" if self.params.with_services else "0"
         labels.update(extra)
         return labels
 

@@ -1,0 +1,165 @@
+"""The `chaos-harness` command: images, up, status, down, clean, check.
+
+Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
+and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from harness.errors import HarnessError
+
+
+def _stack_from_run(client, run_id: str | None):
+    from stack import cleanup
+    from stack.stack import Stack
+
+    runs = cleanup.list_runs(client)
+    if run_id is None:
+        if not runs:
+            raise HarnessError("no run is up (in namespace %r)" % cleanup.namespace())
+        if len(runs) > 1:
+            raise HarnessError(f"several runs are up ({', '.join(sorted(runs))}): name one")
+        run_id = next(iter(runs))
+    if run_id not in runs:
+        raise HarnessError(f"no run {run_id!r}; runs: {', '.join(sorted(runs)) or 'none'}")
+    run = runs[run_id]
+    return Stack.attach(client, run_id, run.labels), run
+
+
+def cmd_images(args) -> int:
+    from stack.docker_api import docker_client
+    from stack.images import ensure_images, plan_images
+
+    if args.action == "list":
+        for key, name in plan_images().names.items():
+            print(f"{key:10} {name}")
+        return 0
+    started = time.monotonic()
+    names = ensure_images(docker_client(), force=args.force)
+    for key, name in names.items():
+        print(f"{key:10} {name}")
+    print(f"images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_up(args) -> int:
+    from stack.stack import Stack
+
+    stack = Stack(args.topology, seed=args.seed, detached=True, with_services=not args.no_services,
+                  host_port_base=args.port_base, boot_timeout=args.boot_timeout)
+    stack.up()
+    print(f"run {stack.run_id} ({stack.topology.name} topology) is up; endpoints:")
+    for name, url in stack.endpoints().items():
+        print(f"  {name:18} {url}")
+    print(f"take it down with: chaos-harness down {stack.run_id}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from stack import cleanup
+    from stack.docker_api import docker_client
+
+    client = docker_client()
+    runs = cleanup.list_runs(client)
+    if args.json:
+        print(json.dumps({rid: {"alive": r.alive, "topology": r.labels.get(cleanup.LABEL_TOPOLOGY),
+                                "containers": {c.labels.get(cleanup.LABEL_NODE, c.name): c.status
+                                               for c in r.containers}}
+                          for rid, r in runs.items()}, indent=2))
+        return 0
+    if not runs:
+        print(f"no runs (namespace {cleanup.namespace()})")
+        return 0
+    for rid, run in sorted(runs.items()):
+        owner = "detached" if run.labels.get(cleanup.LABEL_DETACHED) == "1" else (
+            f"owned by pid {run.labels.get(cleanup.LABEL_OWNER_PID)}" + ("" if run.alive else " (dead)"))
+        print(f"run {rid}: {run.labels.get(cleanup.LABEL_TOPOLOGY)} topology, {owner}")
+        for c in sorted(run.containers, key=lambda c: c.name):
+            print(f"  {c.labels.get(cleanup.LABEL_NODE, c.name):12} {c.labels.get(cleanup.LABEL_ROLE, ''):10} {c.status}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from stack import cleanup
+    from stack.docker_api import docker_client
+
+    client = docker_client()
+    _, run = _stack_from_run(client, args.run)
+    cleanup.remove_run(client, run, lambda line: print(line, file=sys.stderr))
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from stack import cleanup
+    from stack.docker_api import docker_client
+
+    client = docker_client()
+    removed = cleanup.clean_all(client, lambda line: print(line, file=sys.stderr))
+    print(f"removed {len(removed)} run(s)" if removed else "nothing to clean")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from harness.verdict import check_file
+
+    return check_file(args.file, json_out=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaos-harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    images = sub.add_parser("images", help="build or list the stack's images (cached by input hash)")
+    images.add_argument("action", choices=["build", "list"])
+    images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    images.set_defaults(func=cmd_images)
+
+    up = sub.add_parser("up", help="bring a stack up and leave it running (until `down`)")
+    up.add_argument("--topology", default="default", help="default (3 brokers, 3 ZooKeeper, 3 Sentinels) or small")
+    up.add_argument("--seed", type=int, default=0, help="seed for the proxy's randomness")
+    up.add_argument("--port-base", type=int, default=None,
+                    help="publish endpoints on 127.0.0.1 from this port up (default: any free ports)")
+    up.add_argument("--no-services", action="store_true", help="infrastructure only, no dispatch services")
+    up.add_argument("--boot-timeout", type=float, default=180.0, help="seconds to wait for health")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="list runs and their containers")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="take a run down (the only one if not named)")
+    down.add_argument("run", nargs="?")
+    down.set_defaults(func=cmd_down)
+
+    clean = sub.add_parser("clean", help="remove every labelled resource, including those of killed runs")
+    clean.set_defaults(func=cmd_clean)
+
+    check = sub.add_parser("check", help="judge a stored history again (exit 0 valid, 1 invalid, 2 unknown)")
+    check.add_argument("file")
+    check.add_argument("--json", default=None, help="also write the verdict as JSON to this file")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"chaos-harness: error: {exc}", file=sys.stderr)
+        if exc.detail:
+            print("\n".join("  | " + line for line in exc.detail.rstrip().splitlines()), file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("chaos-harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
