@@ -60,6 +60,20 @@ def cmd_up(args) -> int:
     return 0
 
 
+def cmd_smoke(args) -> int:
+    """Bring a stack up, show the cluster facts its health checks established, take it down."""
+    from stack.stack import Stack
+
+    started = time.monotonic()
+    with Stack(args.topology, with_services=not args.no_services) as stack:
+        up_s = time.monotonic() - started
+        for name, url in stack.endpoints().items():
+            print(f"  {name:18} {url}")
+        print(f"{stack.topology.name} topology healthy: up in {up_s:.1f}s (run {stack.run_id})")
+    print(f"down; nothing of run {stack.run_id} left")
+    return 0
+
+
 def cmd_status(args) -> int:
     from stack import cleanup
     from stack.docker_api import docker_client
@@ -127,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-services", action="store_true", help="infrastructure only, no dispatch services")
     up.add_argument("--boot-timeout", type=float, default=180.0, help="seconds to wait for health")
     up.set_defaults(func=cmd_up)
+
+    smoke = sub.add_parser("smoke", help="bring a stack up, check its health, take it down")
+    smoke.add_argument("--topology", default="default")
+    smoke.add_argument("--no-services", action="store_true")
+    smoke.set_defaults(func=cmd_smoke)
 
     status = sub.add_parser("status", help="list runs and their containers")
     status.add_argument("--json", action="store_true")

@@ -287,6 +287,30 @@ def build_service(client, key: str, name: str, base: str, progress: Progress) ->
         progress(f"[images] built {name} in {time.monotonic() - started:.0f}s")
 
 
+def prune_stale(client, key: str, keep: str, older_than_s: float = 1800.0) -> None:
+    """Remove earlier builds of one image (other input hashes), so code changes do not fill the disk.
+
+    Only images built a while ago, and not in use by a container, go: a run that resolved its image
+    names a moment ago must still find them.
+    """
+    import datetime
+
+    import docker.errors
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for image in client.images.list(name=f"{REPOSITORY}/{key}"):
+        if keep in image.tags:
+            continue
+        created = datetime.datetime.fromisoformat(image.attrs["Created"][:26].rstrip("Z") + "+00:00")
+        if (now - created).total_seconds() < older_than_s:
+            continue
+        for tag in image.tags:
+            try:
+                client.images.remove(tag, noprune=False)
+            except docker.errors.APIError:
+                pass  # in use by a container, or already gone
+
+
 def ensure_images(client, progress: Progress = stderr_progress, force: bool = False) -> dict[str, str]:
     """Build whatever image is missing (or everything with force); return key -> image name."""
     plan = plan_images()
@@ -303,4 +327,5 @@ def ensure_images(client, progress: Progress = stderr_progress, force: bool = Fa
             build_base(client, name, progress)
         else:
             build_service(client, key, name, plan.names["base"], progress)
+        prune_stale(client, key, name)
     return dict(plan.names)
