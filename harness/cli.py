@@ -118,6 +118,20 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_replay(args) -> int:
+    """Run a saved scenario (or bare schedule) file against a fresh stack and judge it."""
+    from harness.scenario import load_scenario, run_scenario
+    from stack.stack import Stack
+
+    scenario = load_scenario(args.file)
+    with Stack(args.topology, seed=args.seed) as stack:
+        result = run_scenario(stack, scenario, args.report_dir, seed=args.seed,
+                              progress=lambda line: print(line, file=sys.stderr))
+    print(result.verdict.summary())
+    print(f"report: {result.report_dir}")
+    return result.verdict.exit_code
+
+
 def cmd_check(args) -> int:
     from harness.verdict import check_file
 
@@ -157,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = sub.add_parser("clean", help="remove every labelled resource, including those of killed runs")
     clean.set_defaults(func=cmd_clean)
+
+    replay = sub.add_parser("replay", help="run a saved scenario or schedule file and judge it "
+                                           "(exit 0 valid, 1 invalid, 2 unknown)")
+    replay.add_argument("file")
+    replay.add_argument("--topology", default="default")
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--report-dir", default="chaos-reports")
+    replay.set_defaults(func=cmd_replay)
 
     check = sub.add_parser("check", help="judge a stored history again (exit 0 valid, 1 invalid, 2 unknown)")
     check.add_argument("file")

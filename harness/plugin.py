@@ -1,4 +1,9 @@
-"""The pytest plugin: a thin translation between pytest and the harness library (grows with the catalog).
+"""The pytest plugin: a thin translation between pytest and the harness library.
+
+Options (each with an ini twin): --chaos-topology, --chaos-seed, --chaos-keep, --chaos-report-dir,
+--chaos-replay. Fixtures: `chaos_stack` (one stack per session, reset before each scenario),
+`chaos_run` (run a `Scenario`, write its history, schedule and verdict under the report directory),
+`chaos_check` (fail the test with the verdict's human summary and the command that replays it).
 
 Tests marked `chaos` need Docker. Without Docker they are skipped with the reason, except under
 CI=true, where a missing Docker is an error: the chaos suite must never pass by not running.
@@ -7,14 +12,42 @@ CI=true, where a missing Docker is an error: the chaos suite must never pass by 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+from pathlib import Path
 
 import pytest
 
 _docker_problem: list[str | None] = []
+RESULTS_KEY = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("chaos", "dispatch chaos harness")
+    options = [
+        ("--chaos-topology", "chaos_topology", "stack topology: default or small", "default"),
+        ("--chaos-seed", "chaos_seed", "seed for workloads, proxy randomness and generated schedules", "0"),
+        ("--chaos-report-dir", "chaos_report_dir", "where histories, schedules and verdicts are written",
+         "chaos-reports"),
+        ("--chaos-replay", "chaos_replay", "a schedule or scenario file to replay (see tests marked chaos_replay)",
+         ""),
+    ]
+    for flag, ini, help_text, default in options:
+        group.addoption(flag, dest=ini, default=None, help=f"{help_text} (ini: {ini}; default {default!r})")
+        parser.addini(ini, help_text, default=default)
+    group.addoption("--chaos-keep", dest="chaos_keep", action="store_true", default=None,
+                    help="keep the stack up after the session for debugging (ini: chaos_keep)")
+    parser.addini("chaos_keep", "keep the stack up after the session", type="bool", default=False)
+
+
+def option(config, name: str):
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "chaos: needs Docker and brings up the dispatch stack")
+    config.stash[RESULTS_KEY] = []
 
 
 def _docker_unavailable() -> str | None:
@@ -39,3 +72,84 @@ def pytest_runtest_setup(item) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"chaos test needs Docker, and CI=true forbids skipping it: {problem}", pytrace=False)
     pytest.skip(f"Docker unavailable: {problem}")
+
+
+@pytest.fixture(scope="session")
+def chaos_stack(request):
+    """One stack for the session: brought up once, reset by every scenario run."""
+    from harness.errors import HarnessError
+    from stack.stack import Stack
+
+    config = request.config
+    keep = bool(option(config, "chaos_keep"))
+    stack = Stack(option(config, "chaos_topology"), seed=int(option(config, "chaos_seed")), detached=keep)
+    try:
+        stack.up()
+    except HarnessError as exc:
+        pytest.fail(f"the stack did not come up: {exc}\n{exc.detail}", pytrace=False)
+    yield stack
+    if keep:
+        sys.stderr.write(f"\n[chaos] keeping run {stack.run_id} up: `chaos-harness down {stack.run_id}`\n")
+    else:
+        stack.down()
+
+
+@pytest.fixture
+def chaos_report_dir(request) -> Path:
+    root = Path(option(request.config, "chaos_report_dir"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def chaos_run(request, chaos_stack, chaos_report_dir):
+    """`chaos_run(scenario)` runs it against the session stack and returns a `RunResult`."""
+    from harness.scenario import run_scenario, safe_name
+
+    seed = int(option(request.config, "chaos_seed"))
+
+    def run(scenario):
+        import dataclasses
+
+        named = dataclasses.replace(scenario, name=safe_name(request.node.nodeid))
+        result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed,
+                              progress=lambda line: sys.stderr.write(line + "\n"))
+        request.config.stash[RESULTS_KEY].append((request.node.nodeid, scenario.name, result))
+        return result
+
+    return run
+
+
+def replay_command(result) -> str:
+    return f"chaos-harness replay {shlex.quote(str(result.report_dir / 'scenario.json'))}"
+
+
+@pytest.fixture
+def chaos_check():
+    """`chaos_check(result)` fails the test with the verdict's summary unless it is valid;
+    `chaos_check(result, expect={"lost"})` requires exactly those violations instead."""
+
+    def check(result, expect: set[str] | None = None) -> None:
+        verdict = result.verdict
+        found = result.violations()
+        detail = f"{verdict.summary()}\nreport: {result.report_dir}\nreplay: {replay_command(result)}"
+        if expect is None:
+            if verdict.status != "valid":
+                pytest.fail(f"chaos verdict {verdict.status}\n{detail}", pytrace=False)
+        elif not expect <= found:
+            pytest.fail(f"expected the harness to find {sorted(expect)}, it found {sorted(found) or 'nothing'} "
+                        f"(verdict {verdict.status})\n{detail}", pytrace=False)
+
+    return check
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    results = config.stash.get(RESULTS_KEY, [])
+    if not results:
+        return
+    terminalreporter.section("chaos runs")
+    terminalreporter.write_line(f"{'test':70} {'verdict':8} {'violations':24} {'seconds':>7}")
+    for nodeid, _, result in results:
+        terminalreporter.write_line(
+            f"{nodeid[-70:]:70} {result.status:8} {','.join(sorted(result.violations())) or '-':24} "
+            f"{result.seconds:7.0f}")

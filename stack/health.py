@@ -149,11 +149,14 @@ def redis_info(stack: "Stack", node: str, port: int = 6379, section: str = "repl
     return dict(line.split(":", 1) for line in out.replace("\r", "").splitlines() if ":" in line)
 
 
-def _redis_replica_probe(node: str) -> Probe:
+def _redis_replication_probe(nodes: list[str]) -> Probe:
+    """One master; every other node its replica with the link up (whichever node is master now)."""
     def probe(stack: "Stack") -> tuple[bool, str]:
-        info = redis_info(stack, node)
-        return info.get("master_link_status") == "up", \
-            f"role={info.get('role')} master_link_status={info.get('master_link_status')}"
+        infos = {n: redis_info(stack, n) for n in nodes}
+        masters = [n for n, i in infos.items() if i.get("role") == "master"]
+        links = {n: i.get("master_link_status") for n, i in infos.items() if i.get("role") == "slave"}
+        ok = len(masters) == 1 and len(links) == len(nodes) - 1 and all(v == "up" for v in links.values())
+        return ok, f"masters {masters} replica links {links}"
     return probe
 
 
@@ -205,9 +208,10 @@ def checks_for(stack: "Stack", nodes: list[NodeSpec]) -> list[Check]:
     zks = [n for n in topo.names("zookeeper") if n in names]
     if zks:
         checks.append(Check(f"ZooKeeper ensemble {zks} has one leader", zks[0], _zk_probe(zks), tuple(zks)))
-    redis_nodes = [n.name for n in nodes if n.role == "redis" and n.start_after]
-    for node in redis_nodes:
-        checks.append(Check(f"Redis replica {node} has master_link_status:up", node, _redis_replica_probe(node)))
+    redis_nodes = [n for n in topo.names("redis") if n in names]
+    if redis_nodes:
+        checks.append(Check(f"Redis {redis_nodes}: one master, replicas with master_link_status:up",
+                            redis_nodes[-1], _redis_replication_probe(redis_nodes), tuple(redis_nodes)))
     sentinels = [n for n in topo.names("sentinel") if n in names]
     if sentinels:
         checks.append(Check(f"Sentinels {sentinels} name one master and know each other", sentinels[0],

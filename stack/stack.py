@@ -100,12 +100,12 @@ class Stack:
             infra = [n for n in self.topology.nodes if n.role not in SERVICE_ROLES]
             services = [n for n in self.topology.nodes if n.role in SERVICE_ROLES]
             self._start_waves(infra)
-            self._wait(infra)
+            self.wait_healthy(infra)
             health.configure_proxy(self)
             health.declare_broker_topology(self)
             if services:
                 self._start_waves(services)
-                self._wait(services)
+                self.wait_healthy(services)
         except BaseException:
             self.down(quiet=True)
             raise
@@ -240,7 +240,9 @@ class Stack:
         except KeyError:
             raise HarnessError(f"image {self.images[image_key]} has no user {user!r}") from None
 
-    def _wait(self, nodes: list[NodeSpec]) -> None:
+    def wait_healthy(self, nodes: list[NodeSpec] | None = None) -> None:
+        """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout."""
+        nodes = list(self.topology.nodes) if nodes is None else nodes
         deadline = time.monotonic() + self.boot_timeout
         checks = health.checks_for(self, nodes)
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
@@ -269,7 +271,7 @@ class Stack:
         self.containers.pop(node, None)
         self.containers[node] = self._create(spec, ports)
         if wait:
-            self._wait([spec])
+            self.wait_healthy([spec])
         return spec
 
     # ------------------------------------------------------------------ helpers for others

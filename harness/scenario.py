@@ -1,0 +1,161 @@
+"""One chaos run as data, and the function that runs it against a stack and judges it.
+
+A `Scenario` names a deployment (services redeployed with incident switches, or hardened), a workload,
+a fault schedule and the checker's bounds. `run_scenario` resets the stack, deploys, runs the workload
+while the schedule's faults come and go, heals, drains, reads the dead-letter queue, and judges the
+recorded history offline. The pytest plugin and the CLI both call it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    clients: int = 4
+    rate: float = 40.0
+    duration_s: float = 30.0
+    campaign_share: float = 0.0
+    campaign_size: int = 10
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    schedule: list[dict[str, Any]] = field(default_factory=list)  # steps, as in a schedule file
+    deploy: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> env override, before the load
+    workload: WorkloadSpec = WorkloadSpec()
+    drain_s: float = 45.0
+    late_bound_s: float = 30.0
+
+    def to_data(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Scenario":
+        data = dict(data)
+        data["workload"] = WorkloadSpec(**data.get("workload", {}))
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    verdict: Any  # harness.verdict.Verdict
+    report_dir: Path
+    seconds: float
+    coverage: list[dict[str, Any]]
+    answers: dict[str, int]
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    def violations(self) -> set[str]:
+        return {name for name, r in self.verdict.results.items() if r.status == "invalid"}
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120] or "run"
+
+
+def parked_ids(stack) -> list[str]:
+    """Message ids in the dead-letter queue, read without taking them (they are requeued on close)."""
+    import pika
+
+    from stack.services import broker
+
+    rabbit = stack.topology.names("rabbitmq")[0]
+    params = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{stack.host_port(rabbit, 5672)}/%2F")
+    params.socket_timeout = 10
+    connection = pika.BlockingConnection(params)
+    ids: list[str] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, props, _ = channel.basic_get(broker.DEAD_QUEUE, auto_ack=False)
+            if method is None:
+                break
+            ids.append(props.message_id or "")
+    finally:
+        connection.close()  # unacked: the broker puts them back
+    return [i for i in ids if i]
+
+
+def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: int = 0,
+                 progress: Callable[[str], None] | None = None) -> RunResult:
+    from harness.history import HistoryWriter, load_history
+    from harness.observer import DeliveryObserver
+    from harness.runner import run_schedule
+    from harness.verdict import check
+    from harness.workload import Workload
+    from stack.reset import reset_stack
+
+    say = progress or (lambda line: None)
+    report_dir = Path(report_root) / safe_name(scenario.name)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "scenario.json").write_text(json.dumps(scenario.to_data(), indent=2))
+    started = time.monotonic()
+    say(f"[scenario] {scenario.name}: resetting the stack")
+    reset_stack(stack)
+    for node, env in scenario.deploy.items():
+        say(f"[scenario] deploying {node} with {env}")
+        stack.redeploy(node, env, wait=False)
+    # A version that cannot start is the point of some scenarios: wait only for those that can.
+    stack.wait_healthy([stack.topology.node(node) for node, env in scenario.deploy.items()
+                        if "worker-crash-on-start" not in env.get("CHAOS_SWITCHES", "")])
+    api = f"http://127.0.0.1:{stack.host_port('api', 8080)}"
+    sink = f"http://127.0.0.1:{stack.host_port('sink', 8080)}"
+    history_path = report_dir / "history.jsonl"
+    spec = scenario.workload
+    with HistoryWriter(history_path) as writer:
+        observer = DeliveryObserver(sink, writer)
+        workload = Workload(api, writer, clients=spec.clients, rate=spec.rate, duration=spec.duration_s,
+                            campaign_share=spec.campaign_share, campaign_size=spec.campaign_size, seed=seed,
+                            run_id=f"{safe_name(scenario.name)[:24]}-{seed}")
+        observer.start(interval_s=1.0)
+        workload.start()
+        try:
+            coverage = run_schedule(stack, scenario.schedule, writer, seed=seed, progress=say,
+                                    deadline_s=spec.duration_s + 120)
+        finally:
+            workload.join(timeout=spec.duration_s + 60)
+            workload.stop()
+            workload.join(timeout=30)
+        answers = workload.run_counts() if hasattr(workload, "run_counts") else {}
+        observer.stop()
+        say(f"[scenario] draining (up to {scenario.drain_s:.0f}s)")
+        observer.record_parked(parked_ids(stack))
+        missing = observer.drain(workload.acknowledged_ids, deadline_s=scenario.drain_s)
+        if missing:
+            observer.record_parked(parked_ids(stack))
+        observer.close()
+    verdict = check(load_history(history_path), late_bound_s=scenario.late_bound_s)
+    (report_dir / "verdict.json").write_text(verdict.to_json())
+    (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
+    seconds = time.monotonic() - started
+    say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
+    return RunResult(scenario, verdict, report_dir, seconds, coverage, answers)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise HarnessError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if isinstance(data, list):  # a bare schedule
+        return Scenario(name=Path(path).stem, schedule=data)
+    try:
+        return Scenario.from_data(data)
+    except TypeError as exc:
+        raise HarnessError(f"{path}: not a scenario: {exc}") from None
