@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 # What a fault's targets are: containers of the stack, links through the proxy, or nothing
 # (the fault picks its own victim, e.g. the current Redis primary).
 TARGET_KINDS = ("nodes", "links", "none")
+LABEL_FAULT_OWNER = "chaos-harness.fault-owner"  # "<pid>-<start>" of the process that applied a fault
+LABEL_FAULT_OWNER_HOST = "chaos-harness.fault-owner-host"
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,14 @@ class FaultContext:
         pid = os.getpid()
         return f"{pid}-{_process_start(pid)}"
 
-    def owner_labels(self) -> dict[str, str]:
+    def helper_labels(self) -> dict[str, str]:
         from stack import cleanup
 
+        # The owner labels stay the stack's (the reaper judges a run by any of its containers); the
+        # process applying the fault is named apart, for `faults.sweep`.
         labels = self.stack.labels(**{cleanup.LABEL_KIND: "helper"})
-        # A helper belongs to the process applying the fault, even on a detached stack.
-        labels.update(cleanup.owner_labels(detached=False))
+        labels[LABEL_FAULT_OWNER] = self.owner_tag
+        labels[LABEL_FAULT_OWNER_HOST] = socket.gethostname()
         labels["chaos-harness.step"] = str(self.step)
         return labels
 

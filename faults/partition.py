@@ -137,7 +137,7 @@ def start_helper(ctx: FaultContext, node: str, chain: str):
     """A NET_ADMIN container in `node`'s network namespace, kept until the partition heals."""
     stack = ctx.stack
     target = stack.container(node)
-    labels = ctx.owner_labels()
+    labels = ctx.helper_labels()
     labels.update({HELPER_FAULT_LABEL: "partition", HELPER_TARGET_LABEL: node, HELPER_CHAIN_LABEL: chain})
     return stack.client.containers.run(
         base_image(stack), ["sleep", "infinity"], detach=True, cap_add=["NET_ADMIN"],
