@@ -117,12 +117,27 @@ class FaultContext:
         pid = os.getpid()
         return f"{pid}-{_process_start(pid)}"
 
+    def stack_owner(self) -> dict[str, str]:
+        """The owner labels of the stack's own containers (this process may be another one)."""
+        from stack import cleanup
+
+        keys = (cleanup.LABEL_OWNER_PID, cleanup.LABEL_OWNER_START, cleanup.LABEL_OWNER_HOST,
+                cleanup.LABEL_DETACHED)
+        for node in self.stack.topology.nodes:
+            try:
+                labels = self.stack.container(node.name).labels
+            except Exception:
+                continue
+            return {k: labels[k] for k in keys if k in labels}
+        return {}
+
     def helper_labels(self) -> dict[str, str]:
         from stack import cleanup
 
         # The owner labels stay the stack's (the reaper judges a run by any of its containers); the
         # process applying the fault is named apart, for `faults.sweep`.
         labels = self.stack.labels(**{cleanup.LABEL_KIND: "helper"})
+        labels.update(self.stack_owner())
         labels[LABEL_FAULT_OWNER] = self.owner_tag
         labels[LABEL_FAULT_OWNER_HOST] = socket.gethostname()
         labels["chaos-harness.step"] = str(self.step)
