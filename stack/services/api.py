@@ -96,8 +96,7 @@ class Publisher:
                 try:
                     await self._serve(host, port)
                     delay = 0.5
-                except (asyncio.TimeoutError, OSError, aiormq.exceptions.AMQPError,
-                        aio_pika.exceptions.AMQPException) as exc:
+                except Exception as exc:  # whatever broke the link, the loop must live on to reconnect
                     self.last_error = f"{host}:{port}: {exc!r}"
                     log.warning("broker %s:%d: %r", host, port, exc)
                 finally:
@@ -115,7 +114,7 @@ class Publisher:
         try:
             connection.close_callbacks.add(lambda *_: closed.set())
             channel = await connection.channel(publisher_confirms=not self.fire_and_forget,
-                                               on_return_raises=True)
+                                               on_return_raises=not self.fire_and_forget)
             channel.close_callbacks.add(lambda *_: closed.set())
             self.exchange = await channel.get_exchange(broker.EXCHANGE, ensure=True)
             self.connected_to, self.last_error = f"{host}:{port}", ""
