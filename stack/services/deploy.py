@@ -52,6 +52,12 @@ def service_nodes(topology: Topology, topology_name: str, direct: bool | None = 
                  publish=(HTTP_PORT,)),
         _service("api", "api", "api", group_env(topology, "api", direct), "256m", publish=(HTTP_PORT,)),
         _service("scheduler", "scheduler", "scheduler", group_env(topology, "scheduler", direct), "192m"),
+        # The standby reaches ZooKeeper straight, not through the scheduler group's links: a fault on
+        # those links then takes the leader's session away while the standby can take over.
+        _service("scheduler2", "scheduler", "scheduler",
+                 {**group_env(topology, "scheduler", direct),
+                  "ZK_HOSTS": group_env(topology, "scheduler", True)["ZK_HOSTS"]}, "192m",
+                 start_after=("scheduler",)),
     ]
     nodes += [_service(f"worker{i}", "worker", "worker", group_env(topology, "workers", direct), "192m",
                        start_after=("sink",))

@@ -28,6 +28,7 @@ from stack.services.common import (CAMPAIGNS_PATH, PROGRESS_PATH, ServiceEnv, lo
 
 LEADER_PATH = "/dispatch/scheduler-leader"
 ZK_WAIT_S = 5.0
+ZK_OP_TIMEOUT_S = 3.0
 
 log = setup_logging(os.environ.get("SERVICE_NAME", "scheduler"))
 
@@ -89,11 +90,11 @@ class Scheduler:
     def step_down(self) -> None:
         self.leader_session = None
         try:
-            _, stat = self.zk.get(LEADER_PATH)
+            _, stat = self.zk.get_async(LEADER_PATH).get(timeout=ZK_OP_TIMEOUT_S)
             if stat.ephemeralOwner == self._session():
-                self.zk.delete(LEADER_PATH, version=stat.version)
-        except KazooException:
-            pass  # an expired session took the node with it
+                self.zk.delete_async(LEADER_PATH, version=stat.version).get(timeout=ZK_OP_TIMEOUT_S)
+        except (KazooException, self.zk.handler.timeout_exception):
+            pass  # a lost session takes the node with it
 
     # ------------------------------------------------------------------ broker
     def _channel(self):
@@ -141,18 +142,17 @@ class Scheduler:
     def _record(self, cid: str, index: int, version: int | None) -> int | None:
         path = f"{PROGRESS_PATH}/{cid}"
         data = str(index).encode()
-        try:
-            if version is None:
-                self.zk.create(path, data, makepath=True)
-                return 0
-            if self.unfenced:
-                return self.zk.set(path, data).version
-            return self.zk.set(path, data, version=version).version  # BadVersion: another leader wrote
-        except KazooException as exc:
-            if not self.unfenced:
-                raise
-            log.warning("progress of %s not recorded: %r", cid, exc)
-            return version
+        if self.unfenced:
+            # The incident's "best effort" progress: fire and forget; lost if the session is.
+            (self.zk.create_async(path, data, makepath=True) if version is None
+             else self.zk.set_async(path, data))
+            return 0
+        # Bounded waits: kazoo queues requests while it reconnects (and fails them if the session
+        # expires). BadVersion: another leader wrote since we read it.
+        if version is None:
+            self.zk.create_async(path, data, makepath=True).get(timeout=ZK_OP_TIMEOUT_S)
+            return 0
+        return self.zk.set_async(path, data, version=version).get(timeout=ZK_OP_TIMEOUT_S).version
 
     def fan_out(self, cid: str) -> None:
         data, _ = self.zk.get(f"{CAMPAIGNS_PATH}/{cid}")
@@ -208,7 +208,8 @@ class Scheduler:
             except Fenced as exc:
                 log.warning("stopped fan-out: %s", exc)
                 self.last_error = str(exc)
-            except (KazooException, pika.exceptions.AMQPError, OSError) as exc:
+            except (KazooException, self.zk.handler.timeout_exception, pika.exceptions.AMQPError,
+                    OSError) as exc:
                 log.warning("fan-out interrupted: %r", exc)
                 self.last_error = repr(exc)
                 if isinstance(exc, (pika.exceptions.AMQPError, OSError)):
