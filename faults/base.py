@@ -228,15 +228,20 @@ def get_fault(name: str, where: str = "") -> type[Fault]:
         raise HarnessError(f"{prefix}unknown fault {name!r}{hint}") from None
 
 
-_MODULES = ("kill", "restart", "pause", "rolling_restart", "partition", "link", "redis_failover",
-            "rabbitmq_leader_stop", "zk_leader_kill", "deploy")
+def _fault_modules() -> list[str]:
+    """Every module of the `faults` package (not its sub-packages): adding a fault is adding a file."""
+    import pkgutil
+
+    import faults
+
+    return [m.name for m in pkgutil.iter_modules(faults.__path__) if not m.ispkg and m.name != "base"]
 
 
 def load_all() -> dict[str, type[Fault]]:
     """Import every fault module, so each registers itself; returns the registry."""
     import importlib
 
-    for module in _MODULES:
+    for module in _fault_modules():
         importlib.import_module(f"faults.{module}")
     return FAULTS
 

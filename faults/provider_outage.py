@@ -1,0 +1,50 @@
+"""`provider-outage`: the provider (the sink) fails or slows a fraction of deliveries; heal restores it.
+
+The sink stays the ground truth: it records only the deliveries it accepted. This is the fault that
+exposes a sender that drops what it could not deliver (incident 5).
+"""
+
+from __future__ import annotations
+
+from faults.base import Effect, Fault, Param, register
+
+SINK_PORT = 8080
+
+
+@register
+class ProviderOutage(Fault):
+    name = "provider-outage"
+    summary = "the provider sink answers 503 to a fraction of deliveries (and/or delays them)"
+    params = (
+        Param("fail_rate", float, 1.0, help="fraction of deliveries refused with 503 (0..1)"),
+        Param("delay_ms", int, 0, help="delay added to every delivery"),
+    )
+    targets_kind = "none"
+    needs_targets = False
+
+    @classmethod
+    def check_combination(cls, params, where):
+        from harness.errors import HarnessError
+
+        if not 0.0 <= params["fail_rate"] <= 1.0:
+            raise HarnessError(f"{where}: parameter 'fail_rate' must be within 0..1, not {params['fail_rate']!r}")
+
+    def _control(self, fail_rate: float, delay_ms: int) -> None:
+        import requests
+
+        from harness.errors import HarnessError
+
+        url = f"http://127.0.0.1:{self.ctx.stack.host_port('sink', SINK_PORT)}/control"
+        response = requests.post(url, json={"fail_rate": fail_rate, "delay_ms": delay_ms,
+                                            "seed": int(self.ctx.step) if str(self.ctx.step).isdigit() else 0},
+                                 timeout=10)
+        if response.status_code >= 300:
+            raise HarnessError(f"sink: POST /control answered {response.status_code}: {response.text[:200]}")
+
+    def inject(self) -> Effect:
+        self._control(self.params["fail_rate"], self.params["delay_ms"])
+        return Effect(("sink",), {"fail_rate": self.params["fail_rate"], "delay_ms": self.params["delay_ms"]})
+
+    def heal(self) -> Effect:
+        self._control(0.0, 0)
+        return Effect(("sink",), {"fail_rate": 0.0, "delay_ms": 0})
