@@ -30,7 +30,7 @@ class WorkloadSpec:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    schedule: list[dict[str, Any]] = field(default_factory=list)  # steps, as in a schedule file
+    schedule: list[dict[str, Any]] | dict[str, Any] = field(default_factory=list)  # as in a schedule file
     deploy: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> env override, before the load
     workload: WorkloadSpec = WorkloadSpec()
     drain_s: float = 45.0
@@ -95,14 +95,17 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     from harness.history import HistoryWriter, load_history
     from harness.observer import DeliveryObserver
     from harness.runner import run_schedule
+    from harness.schedule import Schedule
     from harness.verdict import check
     from harness.workload import Workload
     from stack.reset import reset_stack
 
     say = progress or (lambda line: None)
+    schedule = Schedule.from_data(scenario.schedule, stack.topology)  # validate before touching anything
     report_dir = Path(report_root) / safe_name(scenario.name)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "scenario.json").write_text(json.dumps(scenario.to_data(), indent=2))
+    schedule.save(report_dir / "schedule.json")
     started = time.monotonic()
     say(f"[scenario] {scenario.name}: resetting the stack")
     reset_stack(stack)
@@ -124,13 +127,13 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         observer.start(interval_s=1.0)
         workload.start()
         try:
-            coverage = run_schedule(stack, scenario.schedule, writer, seed=seed, progress=say,
-                                    deadline_s=spec.duration_s + 120)
+            report = run_schedule(stack, schedule, writer, progress=say)
+            coverage = report.coverage
         finally:
             workload.join(timeout=spec.duration_s + 60)
             workload.stop()
             workload.join(timeout=30)
-        answers = workload.run_counts() if hasattr(workload, "run_counts") else {}
+        answers = dict(workload.outcomes)
         observer.stop()
         say(f"[scenario] draining (up to {scenario.drain_s:.0f}s)")
         observer.record_parked(parked_ids(stack))

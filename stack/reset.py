@@ -107,12 +107,9 @@ def reset_stack(stack: "Stack") -> float:
     from faults.toxiproxy.client import ToxiproxyClient
 
     started = time.monotonic()
-    try:
-        from faults import sweep
+    from faults import sweep
 
-        sweep.sweep_run(stack)
-    except ImportError:
-        pass
+    sweep.sweep(stack.client)  # partitions and toxics a dead runner left behind
     _heal_containers(stack)
     ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}").reset()
     _redeploy_drifted_services(stack)
