@@ -9,7 +9,7 @@ A deploy already rolled back by a `rollback` step heals as a no-op.
 from __future__ import annotations
 
 from faults.base import Effect, Param, register
-from faults.nodes import NodeFault, gap
+from faults.nodes import NodeFault, gap, wait_serving
 
 SWITCHES = Param("switches", list, None, help="incident switches, deployed as CHAOS_SWITCHES=a,b")
 ENV = Param("env", dict, None, help="other environment variables to override")
@@ -18,6 +18,13 @@ ENV = Param("env", dict, None, help="other environment variables to override")
 def deployed_env(container) -> dict[str, str]:
     container.reload()
     return dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
+
+
+def redeploy(ctx, node: str, env: dict[str, str]) -> None:
+    """Replace the node's container; then wait until this one node serves (the stack's own checks may
+    judge a whole group, e.g. a Redis master with its replicas)."""
+    ctx.stack.redeploy(node, env, wait=False)
+    wait_serving(ctx.stack, node, ctx.deadline())
 
 
 class _Deploying(NodeFault):
@@ -39,7 +46,7 @@ class _Deploying(NodeFault):
         new = {**current, **self.override()}
         history.append((current, new))
         self.done.append((node, len(history)))
-        self.ctx.stack.redeploy(node, new, wait=True)
+        redeploy(self.ctx, node, new)
         env = deployed_env(self.ctx.stack.container(node))
         missing = {k: v for k, v in new.items() if env.get(k) != v}
         if missing:
@@ -52,7 +59,7 @@ class _Deploying(NodeFault):
         if len(history) != depth:  # already rolled back (or deployed over by a later step)
             return False
         previous, _ = history.pop()
-        self.ctx.stack.redeploy(node, previous, wait=True)
+        redeploy(self.ctx, node, previous)
         return True
 
 
@@ -111,7 +118,7 @@ class Rollback(NodeFault):
             history = self.ctx.deploys.get(node, [])
             if history:
                 previous, _ = history.pop()
-                self.ctx.stack.redeploy(node, previous, wait=True)
+                redeploy(self.ctx, node, previous)
                 rolled[node] = previous
         if not rolled:
             from faults.base import NoTarget

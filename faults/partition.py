@@ -212,10 +212,13 @@ class Partition(NodeFault):
             raise NoTarget(f"grouping {self.p['grouping']} of {nodes} cuts nothing")
         self.nodes, self.cut = nodes, cut
         ips = {x: node_ip(stack, x) for x in nodes}
-        running = {x for x in cut if status(stack, x) == "running"}
+        states = {x: status(stack, x) for x in cut}
+        # A paused node keeps its namespace: block it too; probe only from nodes that run.
+        blockable = {x for x, st in states.items() if st in ("running", "paused")}
+        running = {x for x in blockable if states[x] == "running"}
         method = "iptables"
         with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda x: self._block(x, [ips[y] for y in sorted(cut[x])]), sorted(running)))
+            results = list(pool.map(lambda x: self._block(x, [ips[y] for y in sorted(cut[x])]), sorted(blockable)))
         if any(code == 3 for code, _ in results):
             method = self._fallback_disconnect(nodes, cut)
         elif any(code != 0 for code, _ in results):
