@@ -1,0 +1,103 @@
+"""Faults that need three nodes (partitions, failovers), seen from outside, against the real "default" stack."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from faults.base import FaultContext, get_fault
+from faults.roles import rabbitmq_queue_leader, redis_primary, zk_leader
+from stack import health
+
+pytestmark = pytest.mark.chaos
+
+QUEUE = "dispatch.messages"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from stack.stack import Stack
+
+    with Stack("default", with_services=False) as s:
+        # Test speed only: a peer counts as down after net_ticktime (default 60 s); make it 8 s on
+        # every node so a partition shows within the test's budget.
+        for node in s.topology.names("rabbitmq"):
+            code, out = s.exec(node, ["rabbitmqctl", "eval", "net_kernel:set_net_ticktime(8, 0)."],
+                               user="rabbitmq", timeout=30)
+            assert code == 0, out
+        yield s
+
+
+def make(stack, name, targets=(), **params):
+    return get_fault(name)(FaultContext(stack, step=f"t-{name}", wait_timeout=90), list(targets), params)
+
+
+def running_nodes(stack, node) -> list[str]:
+    return sorted(health.rabbitmq_cluster_status(stack, node).get("running_nodes", []))
+
+
+def test_partition_isolates_one_rabbitmq_node_while_the_others_keep_a_majority(stack):
+    everyone = sorted(f"rabbit@{n}" for n in stack.topology.names("rabbitmq"))
+    fault = make(stack, "partition", ["rabbitmq"], grouping="isolate", node="rmq3")
+    effect = fault.inject()
+    assert effect.facts["cut"]["rmq3"] == ["rmq1", "rmq2"] and effect.facts["method"] == "iptables"
+    assert effect.facts["probe"] and set(effect.facts["probe"].values()) == {"timeout"}
+
+    def majority_sees_loss() -> tuple[bool, str]:
+        running = running_nodes(stack, "rmq1")
+        return running == ["rabbit@rmq1", "rabbit@rmq2"], f"rmq1 sees running {running}"
+
+    health.wait_for("rmq1 and rmq2 to see rmq3 gone", majority_sees_loss, time.monotonic() + 60, interval=2)
+
+    def isolated_knows() -> tuple[bool, str]:
+        # pause_minority: rmq3 pauses (its CLI may not answer) or reports the other two gone
+        try:
+            running = running_nodes(stack, "rmq3")
+        except Exception as exc:
+            return True, f"rmq3 paused: {type(exc).__name__}"
+        return running == ["rabbit@rmq3"] or not health._amqp_listening(stack, "rmq3"), f"rmq3 sees {running}"
+
+    health.wait_for("rmq3 to lose its peers", isolated_knows, time.monotonic() + 60, interval=2)
+    fault.heal()
+    health.wait_for("all three RabbitMQ nodes running again",
+                    lambda: (running_nodes(stack, "rmq1") == everyone, "rejoined"), time.monotonic() + 120,
+                    interval=2)
+    fault.heal()  # idempotent
+    assert not stack.client.containers.list(all=True, filters={"label": ["chaos-harness.kind=helper",
+                                                                         f"chaos-harness.run={stack.run_id}"]})
+
+
+def test_rabbitmq_leader_stop_elects_a_new_leader(stack):
+    old = rabbitmq_queue_leader(stack, QUEUE)
+    fault = make(stack, "rabbitmq-leader-stop", queue=QUEUE)
+    effect = fault.inject()
+    assert effect.facts["old_leader"] == old and effect.facts["new_leader"] != old
+    others = [n for n in stack.topology.names("rabbitmq") if n != old]
+    assert rabbitmq_queue_leader(stack, QUEUE, avoid=(old,)) in others
+    fault.heal()
+    assert len(running_nodes(stack, old)) == 3
+
+
+def test_redis_failover_names_a_new_master_and_the_old_one_replicates(stack):
+    old = redis_primary(stack)
+    fault = make(stack, "redis-failover", method="sentinel")
+    effect = fault.inject()
+    new = effect.facts["new_primary"]
+    assert new != old and effect.facts["old_primary"] == old
+    assert {health.sentinel_master(stack, s)["ip"] for s in stack.topology.names("sentinel")} == {new}
+    fault.heal()
+    info = health.redis_info(stack, old)
+    assert info["role"] == "slave" and info["master_host"] == new
+
+
+def test_zk_leader_kill_makes_another_node_lead(stack):
+    old = zk_leader(stack)
+    fault = make(stack, "zk-leader-kill")
+    effect = fault.inject()
+    assert effect.facts["new_leader"] != old
+    stack.container(old).reload()
+    assert stack.container(old).status in ("exited", "dead")
+    assert zk_leader(stack) == effect.facts["new_leader"]
+    fault.heal()
+    assert health.zk_mode(stack, old) == "follower"
