@@ -299,3 +299,31 @@ def test_sigint_to_a_runner_process_heals_everything(stack, tmp_path):
                                                                          f"chaos-harness.run={stack.run_id}"]})
     code, out = stack.exec("redis2", ["redis-cli", "-h", "redis1", "ping"])
     assert "PONG" in out
+
+
+def test_sweep_removes_only_what_dead_runners_left(stack):
+    from faults.partition import start_helper
+    from faults.sweep import sweep
+
+    ctx = FaultContext(stack, step="t-sweep")
+    with proxy_client(stack) as api:
+        api.add_toxic("api-redis2", "latency", name="chaos.1-0.7.latency.downstream", latency=10)
+        api.add_toxic("api-redis2", "latency", name=f"chaos.{ctx.owner_tag}.8.latency.downstream", latency=10)
+        api.add_toxic("api-redis2", "latency", name="someone-elses", stream="upstream", latency=10)
+    dead = start_helper(ctx, "redis2", "CHAOS-PDEAD")
+    dead_labels = {**dead.labels}
+    dead.remove(force=True)
+    dead_labels["chaos-harness.fault-owner"] = "1-0"  # pid 1 with another start time: a dead runner
+    dead = stack.client.containers.run(dead.image.id, ["sleep", "infinity"], detach=True, labels=dead_labels,
+                                       cap_add=["NET_ADMIN"], network_mode=f"container:{stack.container('redis2').id}")
+    live = start_helper(ctx, "redis2", "CHAOS-PLIVE")
+    removed = sweep(stack.client)
+    assert "api-redis2/chaos.1-0.7.latency.downstream" in removed and dead.name in removed
+    with proxy_client(stack) as api:
+        left = sorted(t["name"] for t in api.toxics("api-redis2"))
+        assert left == sorted([f"chaos.{ctx.owner_tag}.8.latency.downstream", "someone-elses"])
+        api.remove_toxic("api-redis2", left[0])
+        api.remove_toxic("api-redis2", "someone-elses")
+    live.reload()
+    assert live.status == "running"
+    live.remove(force=True)
