@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,7 +105,9 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     say = progress or (lambda line: None)
     schedule = Schedule.from_data(scenario.schedule, stack.topology)  # validate before touching anything
     report_dir = Path(report_root) / safe_name(scenario.name)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    # A report is one run: an earlier run's history must not be judged together with this one.
+    shutil.rmtree(report_dir, ignore_errors=True)
+    report_dir.mkdir(parents=True)
     (report_dir / "scenario.json").write_text(json.dumps(scenario.to_data(), indent=2))
     schedule.save(report_dir / "schedule.json")
     started = time.monotonic()
@@ -123,7 +127,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         observer = DeliveryObserver(sink, writer)
         workload = Workload(api, writer, clients=spec.clients, rate=spec.rate, duration=spec.duration_s,
                             campaign_share=spec.campaign_share, campaign_size=spec.campaign_size, seed=seed,
-                            run_id=f"{safe_name(scenario.name)[:24]}-{seed}")
+                            run_id=f"{safe_name(scenario.name)[-20:]}-{seed}-{secrets.token_hex(3)}")
         observer.start(interval_s=1.0)
         workload.start()
         try:

@@ -201,18 +201,24 @@ def checks_for(stack: "Stack", nodes: list[NodeSpec]) -> list[Check]:
     names = {n.name for n in nodes}
     topo = stack.topology
     checks: list[Check] = []
-    rabbits = [n for n in topo.names("rabbitmq") if n in names]
+    # A group check judges the whole group whenever one of its nodes is asked about (a redeploy of
+    # rmq2 is healthy when the cluster runs all three again).
+    def group(role: str) -> list[str]:
+        members = topo.names(role)
+        return members if names & set(members) else []
+
+    rabbits = group("rabbitmq")
     if rabbits:
         checks.append(Check(f"RabbitMQ cluster_status on {rabbits[0]} shows {rabbits} running", rabbits[0],
                             _rabbit_probe(rabbits[0], rabbits), tuple(rabbits)))
-    zks = [n for n in topo.names("zookeeper") if n in names]
+    zks = group("zookeeper")
     if zks:
         checks.append(Check(f"ZooKeeper ensemble {zks} has one leader", zks[0], _zk_probe(zks), tuple(zks)))
-    redis_nodes = [n for n in topo.names("redis") if n in names]
+    redis_nodes = group("redis")
     if redis_nodes:
         checks.append(Check(f"Redis {redis_nodes}: one master, replicas with master_link_status:up",
                             redis_nodes[-1], _redis_replication_probe(redis_nodes), tuple(redis_nodes)))
-    sentinels = [n for n in topo.names("sentinel") if n in names]
+    sentinels = group("sentinel")
     if sentinels:
         checks.append(Check(f"Sentinels {sentinels} name one master and know each other", sentinels[0],
                             _sentinel_probe(sentinels), tuple(sentinels)))
