@@ -42,8 +42,8 @@ class ProviderOutage(Fault):
             raise HarnessError(f"sink: POST /control answered {response.status_code}: {response.text[:200]}")
 
     def inject(self) -> Effect:
-        self._control(self.params["fail_rate"], self.params["delay_ms"])
-        return Effect(("sink",), {"fail_rate": self.params["fail_rate"], "delay_ms": self.params["delay_ms"]})
+        self._control(self.p["fail_rate"], self.p["delay_ms"])
+        return Effect(("sink",), {"fail_rate": self.p["fail_rate"], "delay_ms": self.p["delay_ms"]})
 
     def heal(self) -> Effect:
         self._control(0.0, 0)

@@ -114,7 +114,7 @@ def chaos_run(request, chaos_stack, chaos_report_dir):
         named = dataclasses.replace(scenario, name=safe_name(request.node.nodeid))
         result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed,
                               progress=lambda line: sys.stderr.write(line + "\n"))
-        request.config.stash[RESULTS_KEY].append((request.node.nodeid, scenario.name, result))
+        request.config.stash[RESULTS_KEY].append(_row(request.node, result))
         return result
 
     return run
@@ -133,6 +133,11 @@ def chaos_check():
         verdict = result.verdict
         found = result.violations()
         detail = f"{verdict.summary()}\nreport: {result.report_dir}\nreplay: {replay_command(result)}"
+        if result.missed:
+            # A verdict over faults that hit nothing proves nothing, whichever way it went.
+            steps = ", ".join(f"step {m.get('step')} {m.get('fault')}: {m.get('error') or 'no effect'}"
+                              for m in result.missed)
+            pytest.fail(f"fault schedule did not take effect ({steps})\n{detail}", pytrace=False)
         if expect is None:
             if verdict.status != "valid":
                 pytest.fail(f"chaos verdict {verdict.status}\n{detail}", pytrace=False)
@@ -143,13 +148,69 @@ def chaos_check():
     return check
 
 
+def _row(item, result):
+    """An incident module's runs are named after its title; `test_vulnerable`/`test_hardened` are variants."""
+    from reports.table import RunRow
+
+    title = (getattr(item.module, "__doc__", None) or "").strip().splitlines()
+    variant = item.name.removeprefix("test_") if item.name in ("test_vulnerable", "test_hardened") else ""
+    group = title[0].rstrip(".") if variant and title else item.nodeid
+    return RunRow(group, variant, result.status, tuple(sorted(result.violations())), result.seconds)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    results = config.stash.get(RESULTS_KEY, [])
-    if not results:
+    from reports.table import incident_table
+
+    rows = config.stash.get(RESULTS_KEY, [])
+    if rows:
+        terminalreporter.section("chaos runs")
+        for line in incident_table(rows):
+            terminalreporter.write_line(line)
+
+
+# ---------------------------------------------------------------------------------------------- generated schedules
+# --chaos-replay FILE runs only the tests marked `chaos_replay` (tests/generated), on that file;
+# without it those tests are skipped. --chaos-profile picks the search profile (harness.search.PROFILES).
+
+@pytest.hookimpl(specname="pytest_addoption")
+def pytest_addoption_generated(parser) -> None:
+    group = parser.getgroup("chaos", "dispatch chaos harness")
+    group.addoption("--chaos-profile", dest="chaos_profile", default=None,
+                    help="schedule search profile: ci (few examples) or nightly (ini: chaos_profile; default 'ci')")
+    parser.addini("chaos_profile", "schedule search profile: ci or nightly", default="ci")
+
+
+@pytest.hookimpl(specname="pytest_configure")
+def pytest_configure_generated(config) -> None:
+    config.addinivalue_line("markers", "chaos_replay: runs the scenario file given with --chaos-replay")
+
+
+@pytest.hookimpl(specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_generated(config, items) -> None:
+    if not option(config, "chaos_replay"):
+        skip = pytest.mark.skip(reason="needs --chaos-replay FILE")
+        for item in items:
+            if item.get_closest_marker("chaos_replay") is not None:
+                item.add_marker(skip)
         return
-    terminalreporter.section("chaos runs")
-    terminalreporter.write_line(f"{'test':70} {'verdict':8} {'violations':24} {'seconds':>7}")
-    for nodeid, _, result in results:
-        terminalreporter.write_line(
-            f"{nodeid[-70:]:70} {result.status:8} {','.join(sorted(result.violations())) or '-':24} "
-            f"{result.seconds:7.0f}")
+    keep = [item for item in items if item.get_closest_marker("chaos_replay") is not None]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+@pytest.fixture
+def chaos_replay_file(request) -> Path:
+    path = Path(option(request.config, "chaos_replay"))
+    if not path.is_file():
+        pytest.fail(f"--chaos-replay: no such file {path}", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def chaos_seed(request) -> int:
+    return int(option(request.config, "chaos_seed"))
+
+
+@pytest.fixture
+def chaos_profile(request) -> str:
+    return option(request.config, "chaos_profile")

@@ -56,6 +56,7 @@ class RunResult:
     seconds: float
     coverage: list[dict[str, Any]]
     answers: dict[str, int]
+    missed: list[dict[str, Any]] = field(default_factory=list)  # schedule steps that took no effect
 
     @property
     def status(self) -> str:
@@ -133,6 +134,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         try:
             report = run_schedule(stack, schedule, writer, progress=say)
             coverage = report.coverage
+            missed = [r.to_data() for r in report.missed]
         finally:
             workload.join(timeout=spec.duration_s + 60)
             workload.stop()
@@ -150,7 +152,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
     seconds = time.monotonic() - started
     say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
-    return RunResult(scenario, verdict, report_dir, seconds, coverage, answers)
+    return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed)
 
 
 def load_scenario(path: str | Path) -> Scenario:
