@@ -132,6 +132,25 @@ def cmd_replay(args) -> int:
     return result.verdict.exit_code
 
 
+def cmd_search(args) -> int:
+    """Search generated fault schedules on a fresh stack; save and print the shrunk failing one."""
+    from harness.generate import fault_names
+    from harness.search import PROFILES, search
+    from stack.stack import Stack
+
+    faults = fault_names(args.faults.split(",")) if args.faults else None  # mistakes fail before the stack is up
+    if args.profile not in PROFILES:
+        raise HarnessError(f"unknown search profile {args.profile!r} (known: {', '.join(PROFILES)})")
+    with Stack(args.topology, seed=args.seed) as stack:
+        deploy = ({node: {"CHAOS_SWITCHES": args.switches} for node in stack.topology.names("worker")}
+                  if args.switches else {})
+        found = search(stack, args.report_dir, deploy=deploy, profile=args.profile, seed=args.seed,
+                       faults=faults,
+                       progress=lambda line: print(line, file=sys.stderr))
+    print(found.summary())
+    return 0 if found.failure is None else 1
+
+
 def cmd_check(args) -> int:
     from harness.verdict import check_file
 
@@ -179,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--seed", type=int, default=0)
     replay.add_argument("--report-dir", default="chaos-reports")
     replay.set_defaults(func=cmd_replay)
+
+    search = sub.add_parser("search", help="run generated fault schedules, shrink a failing one and save it "
+                                           "(exit 0 nothing found, 1 found)")
+    search.add_argument("--switches", default="", help="incident switches deployed on every worker, e.g. "
+                                                       "worker-reject-drop (default: hardened)")
+    search.add_argument("--profile", default="ci", help="ci (few examples) or nightly (many)")
+    search.add_argument("--faults", default="", help="comma-separated faults to draw from (default: the registry's "
+                                                     "short-run faults)")
+    search.add_argument("--topology", default="default")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--report-dir", default="chaos-reports")
+    search.set_defaults(func=cmd_search)
 
     check = sub.add_parser("check", help="judge a stored history again (exit 0 valid, 1 invalid, 2 unknown)")
     check.add_argument("file")

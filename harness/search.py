@@ -1,0 +1,180 @@
+"""Search for a fault schedule that breaks an invariant: generate, run, shrink, save, replay.
+
+`search(stack, report_root, deploy=..., profile="ci", seed=0)` runs every schedule that
+`harness.generate.schedules` draws as a short scenario on `stack` and requires a valid verdict. A run
+costs real seconds, so verdicts are memoized by schedule value (Hypothesis's replays of a schedule never
+run it twice), shrinking is bounded in time per profile, and Hypothesis's example database lives under
+the report directory, keyed by the deploy, profile and seed, so the last failure is tried first.
+On failure the shrunk schedule is saved as a scenario file (with its deploy) that
+`pytest --chaos-replay FILE` and `chaos-harness replay FILE` both run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shlex
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from harness.errors import HarnessError
+from harness.scenario import RunResult, Scenario, WorkloadSpec, run_scenario
+from harness.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    max_examples: int
+    shrink_seconds: float  # Hypothesis stops shrinking after this (engine.MAX_SHRINKING_SECONDS)
+    workload: WorkloadSpec = WorkloadSpec(clients=3, rate=20.0, duration_s=10.0)
+    drain_s: float = 12.0
+    late_bound_s: float = 12.0
+
+
+PROFILES = {
+    "ci": Profile("ci", max_examples=5, shrink_seconds=150.0),
+    "nightly": Profile("nightly", max_examples=200, shrink_seconds=3600.0),
+}
+
+
+@dataclass
+class SearchResult:
+    profile: str
+    seed: int
+    runs: list[RunResult] = field(default_factory=list)  # one per distinct schedule, in order
+    errors: list[tuple[Schedule, str]] = field(default_factory=list)  # schedules the harness could not run
+    failure: RunResult | None = None  # the shrunk failing run
+    scenario_file: Path | None = None
+    seconds: float = 0.0
+    found_after_s: float | None = None  # seconds until the first failing schedule
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return None if self.failure is None else Schedule.from_data(self.failure.scenario.schedule)
+
+    def replay_commands(self) -> list[str]:
+        if self.scenario_file is None:
+            return []
+        quoted = shlex.quote(str(self.scenario_file))
+        return [f"pytest --chaos-replay {quoted}", f"chaos-harness replay {quoted}"]
+
+    def summary(self) -> str:
+        head = (f"search ({self.profile}, seed {self.seed}): {len(self.runs)} schedule(s) run in "
+                f"{self.seconds:.0f}s")
+        # A valid verdict over steps that took no effect proves less: say how many runs had such steps.
+        missed = sum(1 for r in self.runs if getattr(r, "missed", None))
+        head += f" ({missed} with steps that took no effect)" if missed else ""
+        if self.failure is None:
+            return head + ": every verdict valid" + (f", {len(self.errors)} not runnable" if self.errors else "")
+        lines = [head + f": {self.failure.status} after shrinking",
+                 f"schedule: {json.dumps(self.failure.scenario.schedule)}",
+                 self.failure.verdict.summary(), f"saved: {self.scenario_file}", "replay with:"]
+        return "\n".join(lines + [f"  {c}" for c in self.replay_commands()])
+
+
+class ScheduleFailed(AssertionError):
+    """A generated schedule's verdict was not valid (what Hypothesis shrinks)."""
+
+
+def schedule_key(schedule: Schedule) -> str:
+    return hashlib.sha256(json.dumps(schedule.to_data(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def shrinking_bounded(seconds: float):
+    """Hypothesis reads `MAX_SHRINKING_SECONDS` when shrinking starts: lower it for this search only."""
+    from hypothesis.internal.conjecture import engine
+
+    before = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = seconds
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = before
+
+
+def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] | None = None,
+           profile: str | Profile = "ci", seed: int = 0, faults: Iterable[str] | None = None,
+           progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Search schedules on `stack` (reset before each run) with `deploy`; see the module docstring."""
+    from hypothesis import HealthCheck, Phase, given, reject, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    from harness.generate import schedules
+
+    prof = PROFILES[profile] if isinstance(profile, str) and profile in PROFILES else profile
+    if not isinstance(prof, Profile):
+        raise HarnessError(f"unknown search profile {profile!r} (known: {', '.join(PROFILES)})")
+    say = progress or (lambda line: None)
+    deploy = dict(deploy or {})
+    faults = None if faults is None else list(faults)
+    root = Path(report_root)
+    root.mkdir(parents=True, exist_ok=True)
+    result = SearchResult(prof.name, seed)
+    memo: dict[str, RunResult | str] = {}
+    shrunk: list[RunResult] = []
+    started = time.monotonic()
+
+    def scenario_for(schedule: Schedule) -> Scenario:
+        return Scenario(name=f"generated-{schedule_key(schedule)}", schedule=schedule.to_data(), deploy=deploy,
+                        workload=prof.workload, drain_s=prof.drain_s, late_bound_s=prof.late_bound_s)
+
+    def verdict_of(schedule: Schedule) -> RunResult | str:
+        key = schedule_key(schedule)
+        if key not in memo:
+            say(f"[search] run {len(memo) + 1}: {json.dumps(schedule.to_data()['steps'])}")
+            try:
+                run = run_scenario(stack, scenario_for(schedule), root / "runs", seed=seed, progress=say)
+            except HarnessError as exc:  # the harness could not apply it: not a verdict about the system
+                memo[key] = str(exc)
+                result.errors.append((schedule, str(exc)))
+                say(f"[search] not runnable: {exc}")
+            else:
+                memo[key] = run
+                result.runs.append(run)
+                if run.status != "valid" and result.found_after_s is None:
+                    result.found_after_s = time.monotonic() - started
+                say(f"[search] verdict {run.status} {sorted(run.violations()) or ''}")
+        return memo[key]
+
+    def schedule_is_valid(schedule: Schedule) -> None:
+        run = verdict_of(schedule)
+        if isinstance(run, str):
+            reject()
+        if run.status != "valid":
+            shrunk.append(run)  # Hypothesis's last call is its final replay of the shrunk schedule
+            raise ScheduleFailed(f"verdict {run.status}: {sorted(run.violations())}")
+
+    test = given(schedules(stack.topology, faults))(schedule_is_valid)
+    test = settings(max_examples=prof.max_examples, deadline=None, suppress_health_check=list(HealthCheck),
+                    database=DirectoryBasedExampleDatabase(root / "hypothesis"), derandomize=False,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),  # no explain: it runs more
+                    report_multiple_bugs=False, print_blob=False)(test)
+    test = hypothesis_seed(seed)(test)
+    # One database entry per (topology, deploy, faults, profile, seed): a failure is retried by the same search.
+    test._hypothesis_internal_add_digest = json.dumps(
+        [stack.topology.name, deploy, faults, prof.name, seed], sort_keys=True).encode()
+    with shrinking_bounded(prof.shrink_seconds):
+        try:
+            test()
+        except ScheduleFailed:
+            result.failure = shrunk[-1]
+    result.seconds = time.monotonic() - started
+    if result.failure is not None:
+        result.scenario_file = save_failure(result.failure, root)
+    say(result.summary())
+    return result
+
+
+def save_failure(run: RunResult, root: Path) -> Path:
+    """The failing schedule as a scenario file (its deploy, workload and bounds), outside any run's directory."""
+    scenario = replace(run.scenario, name=f"{run.scenario.name}-replay")
+    path = root / "found" / f"{run.scenario.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scenario.to_data(), indent=2) + "\n")
+    return path

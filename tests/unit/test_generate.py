@@ -1,0 +1,64 @@
+"""The schedule strategy: what it draws validates, and it shrinks to the simplest schedule."""
+
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+
+from harness.generate import EXCLUDED, MAX_AT_S, MAX_DURATION_S, MAX_STEPS, fault_names, schedules
+from harness.schedule import Schedule
+from stack.topology import RunParams, build_topology
+
+
+def topology(name: str):
+    return build_topology(name, RunParams(run_id="unit", cookie="x", with_services=True))
+
+
+@pytest.mark.parametrize("name", ["default", "small"])
+def test_generated_schedules_validate(name):
+    topo = topology(name)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(schedules(topo))
+    def check(schedule):
+        assert 1 <= len(schedule.steps) <= MAX_STEPS
+        assert all(s.fault not in EXCLUDED for s in schedule.steps)
+        assert schedule.length <= MAX_AT_S + MAX_DURATION_S
+        # The value round-trips through a schedule file's data and validates against the topology.
+        assert Schedule.from_data(schedule.to_data(), topo) == schedule
+
+    check()
+
+
+def test_simplest_schedule_is_one_mild_short_step():
+    found = find(schedules(topology("default")), lambda s: True)
+    assert found.to_data() == {"steps": [{"at": 0.0, "fault": fault_names()[0], "duration": 2.0}]}
+
+
+def test_shrinks_to_a_minimal_failing_schedule():
+    # "Fails" when some link step adds more than 1.5 s of latency: the minimal such step is a latency
+    # step at 0 s, for 2 s, on the first link, with only that parameter changed.
+    def fails(schedule):
+        return any(s.fault == "latency" and s.params.get("latency", 1000) > 1500 for s in schedule.steps)
+
+    found = find(schedules(topology("default")), fails)
+    culprit = {"at": 0.0, "fault": "latency", "targets": ["api-rmq1"], "params": {"latency": 1501}, "duration": 2.0}
+    simplest = {"at": 0.0, "fault": fault_names()[0], "duration": 2.0}
+    steps = found.to_data()["steps"]
+    assert culprit in steps
+    # Hypothesis 6.170 now and then keeps one extra step in front, but only ever the simplest one.
+    assert len(steps) <= 2 and all(step in (culprit, simplest) for step in steps), steps
+
+
+def test_shrinks_two_needed_steps_to_two():
+    def fails(schedule):
+        return {"kill", "provider-outage"} <= {s.fault for s in schedule.steps}
+
+    found = find(schedules(topology("small")), fails, settings=settings(max_examples=2000))
+    assert [(s.fault, s.at, s.duration, s.params) for s in found.steps] == [
+        ("provider-outage", 0.0, 2.0, {}), ("kill", 0.0, 2.0, {})]
+
+
+def test_unknown_fault_is_one_error():
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="unknown fault 'nope'"):
+        schedules(topology("small"), ["nope"])
