@@ -1,4 +1,4 @@
-"""The `chaos-harness` command: images, up, status, down, clean, check.
+"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search.
 
 Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
 and a non-zero exit, never a traceback.
