@@ -112,8 +112,12 @@ def cmd_clean(args) -> int:
     from stack import cleanup
     from stack.docker_api import docker_client
 
+    from faults import sweep
+
     client = docker_client()
-    removed = cleanup.clean_all(client, lambda line: print(line, file=sys.stderr))
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    sweep.sweep(client, say)  # partition rules and toxics left by dead fault runners, first
+    removed = cleanup.clean_all(client, say)
     print(f"removed {len(removed)} run(s)" if removed else "nothing to clean")
     return 0
 
