@@ -15,7 +15,7 @@ pytestmark = pytest.mark.chaos
 
 def deploy_step(switches: list[str]) -> list[dict]:
     return [{"at": 6, "fault": "deploy", "targets": ["api"],
-             "params": {"env": {"DISPATCH_ROUTING_KEY": "messages"}, "switches": switches}}]
+             "params": {"env": {"DISPATCH_ROUTING_KEY": "messages"}, "switches": switches}, "duration": 20}]
 
 
 def test_vulnerable(chaos_run, chaos_check):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.chaos
 
 def schedule(switches: list[str]) -> list[dict]:
     return [{"at": 4, "fault": "rolling-deploy", "targets": ["workers"],
-             "params": {"switches": switches, "gap": 1.0}},
+             "params": {"switches": switches, "gap": 1.0}, "duration": 22},
             {"at": 12, "fault": "provider-outage", "params": {"fail_rate": 0.4}, "duration": 8}]
 
 
