@@ -88,14 +88,16 @@ def list_runs(client) -> dict[str, RunResources]:
     containers = client.containers.list(all=True, filters={"label": selector})
     networks = client.networks.list(filters={"label": selector})
     runs: dict[str, dict] = {}
-    for obj in list(containers) + list(networks):
-        labels = obj.attrs.get("Config", {}).get("Labels") if hasattr(obj, "status") else obj.attrs.get("Labels")
+
+    def add(kind: str, obj, labels: dict | None) -> None:
         labels = labels or {}
-        run = labels.get(LABEL_RUN)
-        if not run:
-            continue
-        entry = runs.setdefault(run, {"containers": [], "networks": [], "labels": labels})
-        entry["containers" if hasattr(obj, "status") else "networks"].append(obj)
+        entry = runs.setdefault(labels[LABEL_RUN], {"containers": [], "networks": [], "labels": labels})
+        entry[kind].append(obj)
+
+    for container in containers:
+        add("containers", container, container.labels)
+    for network in networks:
+        add("networks", network, network.attrs.get("Labels"))
     return {run: RunResources(run, tuple(v["containers"]), tuple(v["networks"]), v["labels"])
             for run, v in runs.items()}
 
