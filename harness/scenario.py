@@ -76,8 +76,7 @@ def parked_ids(stack) -> list[str]:
 
     from stack.services import broker
 
-    rabbit = stack.topology.names("rabbitmq")[0]
-    params = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{stack.host_port(rabbit, 5672)}/%2F")
+    params = pika.URLParameters(stack.amqp_url())
     params.socket_timeout = 10
     connection = pika.BlockingConnection(params)
     ids: list[str] = []

@@ -251,5 +251,4 @@ def declare_broker_topology(stack: "Stack") -> None:
     rabbits = stack.topology.names("rabbitmq")
     if not rabbits:
         return
-    url = f"amqp://guest:guest@127.0.0.1:{stack.host_port(rabbits[0], 5672)}/%2F"
-    broker.declare(url, replicas=len(rabbits))
+    broker.declare(stack.amqp_url(), replicas=len(rabbits))

@@ -31,10 +31,6 @@ zk.stop()
 """
 
 
-def deployed_env(container) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] if "=" in item)
-
-
 def _heal_containers(stack: "Stack") -> None:
     for node in stack.topology.nodes:
         container = stack.container(node.name)
@@ -47,6 +43,8 @@ def _heal_containers(stack: "Stack") -> None:
 
 def _redeploy_drifted_services(stack: "Stack") -> list[str]:
     """Redeploy every service whose running env is not its hardened spec (a switch left on, say)."""
+    from faults.deploy import deployed_env
+
     redeployed = []
     for node in stack.topology.nodes:
         if node.image != "services" or node.role == "proxy":
@@ -74,8 +72,7 @@ def _purge_queues(stack: "Stack") -> None:
 
     from stack.services import broker
 
-    rabbit = stack.topology.names("rabbitmq")[0]
-    params = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{stack.host_port(rabbit, 5672)}/%2F")
+    params = pika.URLParameters(stack.amqp_url())
     params.socket_timeout = 10
     connection = pika.BlockingConnection(params)
     try:

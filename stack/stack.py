@@ -301,6 +301,11 @@ class Stack:
             raise HarnessError(f"{node}: port {port} is not published")
         return int(binding[0]["HostPort"])
 
+    def amqp_url(self) -> str:
+        """The first RabbitMQ node, as the harness on the host reaches it (not through the proxy)."""
+        rabbit = self.topology.names("rabbitmq")[0]
+        return f"amqp://guest:guest@127.0.0.1:{self.host_port(rabbit, 5672)}/%2F"
+
     def endpoints(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for node in self.topology.nodes:
