@@ -31,7 +31,7 @@ import json
 import sys
 import threading
 import time as _time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -181,11 +181,14 @@ class HistoryWriter:
         self.close()
 
 
-def load_history(path: str | Path) -> History:
+def load_history(path: str | Path, *,
+                 on_block: Callable[[History, int], None] | None = None) -> History:
     """Load a JSONL history. A malformed line raises HarnessError naming file and line.
 
     Blank lines are skipped. A last line without its newline that does not parse is the tail
     of a write cut short by a kill, and is dropped (that op was never recorded).
+    `on_block(history, start)` is called after each block of ops [start, len(history)) is
+    appended, while those ops are still in the CPU cache (see `facts.load_with_facts`).
     """
     path = Path(path)
     history = History()
@@ -199,15 +202,23 @@ def load_history(path: str | Path) -> History:
                     continue
                 text = "".join(pending) + block[:cut] if pending else block[:cut]
                 pending = [block[cut:]] if cut < len(block) else []
-                history._extend_columns(_parse_chunk(text, path, lineno))
+                _append_block(history, _parse_chunk(text, path, lineno), on_block)
                 lineno += text.count("\n")
             if rest := "".join(pending):
-                history._extend_columns(_parse_chunk(rest, path, lineno))
+                _append_block(history, _parse_chunk(rest, path, lineno), on_block)
     except OSError as e:
         raise HarnessError(f"cannot read history file {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise HarnessError(f"history file {path} is not UTF-8 text: {e.reason}") from None
     return history
+
+
+def _append_block(history: History, columns: Sequence[Sequence[Any]],
+                  on_block: Callable[[History, int], None] | None) -> None:
+    start = len(history)
+    history._extend_columns(columns)
+    if on_block is not None:
+        on_block(history, start)
 
 
 def _parse_chunk(text: str, path: Path, lineno: int) -> Sequence[Sequence[Any]]:

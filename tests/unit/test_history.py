@@ -164,3 +164,53 @@ def test_line_numbers_count_newlines_only(tmp_path):
         load_history(path)
     path.write_text(f"{odd}\n{GOOD}\r\n{odd}\n", encoding="utf-8", newline="")
     assert [op.value for op in load_history(path)] == ["a\u2028b\x85c", "m", "a\u2028b\x85c"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(ops, max_size=30), st.integers(1, 300))
+def test_fast_and_line_by_line_paths_load_the_same(tmp_path_factory, written, chunk_chars):
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    write_history(path, written)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
+        fast = list(load_history(path))
+        mp.setattr(history_module, "_orjson", None)
+        stdlib = list(load_history(path))
+        mp.setattr(history_module, "_fast_columns", lambda text: None)
+        slow = list(load_history(path))
+    assert fast == stdlib == slow == written
+
+
+@pytest.mark.parametrize("lines, bad", [
+    # together, lines 2 and 3 are one op (its value a list); line 4 holds two ops: as many
+    # values as lines when parsed as one array, yet lines 2, 3 and 4 are malformed
+    ([GOOD, GOOD[:-1].replace('"value":"m"', '"value":[{}'),
+      '{}],"process":"c","type":"ok","f":"x","value":1,"time":1,"wall":1.0}',
+      f"{GOOD},{GOOD}", GOOD], 2),
+    # a string cannot run from one line into the next
+    ([GOOD, '{"process":"c","type":"ok","f":"x","time":1,"wall":1.0,"value":"}',
+      '{"}', f"{GOOD},{GOOD}"], 2),
+])
+def test_lines_that_parse_only_together_in_one_array_are_refused(tmp_path, lines, bad):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HarnessError, match=rf"h\.jsonl:{bad}: malformed"):
+        load_history(path)
+
+
+def test_a_malformed_line_after_many_blocks_names_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(history_module, "_CHUNK_CHARS", 500)
+    campaign = Op("c", "ok", "campaign", {"campaign": "k", "ids": ["k:1", "k:2"]}, 1, 1.0)
+    lines = [GOOD if n % 7 else campaign.to_json() for n in range(1, 400)]
+    lines[300] = GOOD.replace('"time":1', '"time":"1"')
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HarnessError, match=r"h\.jsonl:301: malformed history line: time"):
+        load_history(path)
+
+
+def test_loaded_process_type_and_f_are_shared_strings(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(f"{GOOD}\n{GOOD}\n")
+    a, b = load_history(path)
+    assert a.process is b.process and a.type is b.type and a.f is b.f
