@@ -94,7 +94,8 @@ def parked_ids(stack) -> list[str]:
 
 def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: int = 0,
                  progress: Callable[[str], None] | None = None) -> RunResult:
-    from harness.history import HistoryWriter, load_history
+    from harness.checkers.facts import load_with_facts
+    from harness.history import HistoryWriter
     from harness.observer import DeliveryObserver
     from harness.runner import run_schedule
     from harness.schedule import Schedule
@@ -146,7 +147,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         if missing:
             observer.record_parked(parked_ids(stack))
         observer.close()
-    verdict = check(load_history(history_path), late_bound_s=scenario.late_bound_s)
+    verdict = check(load_with_facts(history_path), late_bound_s=scenario.late_bound_s)
     (report_dir / "verdict.json").write_text(verdict.to_json())
     (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
     seconds = time.monotonic() - started

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.checkers import CHECKERS, LATE_BOUND_S, CheckResult, FaultWindow, Status, facts_of
-from harness.checkers.facts import NS
+from harness.checkers.facts import NS, load_with_facts
 from harness.errors import HarnessError
-from harness.history import History, Op, as_history, gc_paused, load_history
+from harness.history import History, Op, as_history, gc_paused
 
 EXIT_CODES: Mapping[Status, int] = {"valid": 0, "invalid": 1, "unknown": 2}
 
@@ -105,7 +105,7 @@ def check_file(path: str | Path, out: TextIO | None = None, json_out: str | Path
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"no history file at {path}")
-    verdict = check(load_history(path), late_bound_s=late_bound_s)
+    verdict = check(load_with_facts(path), late_bound_s=late_bound_s)
     print(verdict.summary(), file=out or sys.stdout)
     if json_out is not None:
         try:

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, itemgetter, not_, or_
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.history import History, Op, as_history, gc_paused
+from harness.history import History, Op, as_history, gc_paused, load_history
 
 NS = 1_000_000_000
 _UNCERTAIN = frozenset({"fail", "info"})
@@ -75,97 +76,200 @@ def facts_of(ops: History | Iterable[Op]) -> Facts:
     facts = _cache.get(history)
     if facts is None:
         with gc_paused():
-            facts = _cache[history] = _derive(history)
+            builder = FactsBuilder()
+            builder.add(history, 0)
+            facts = _cache[history] = builder.facts(history)
     return facts
+
+
+def load_with_facts(path: str | Path) -> History:
+    """Load a history and derive its facts in the same pass, block by block while each block
+    is still in the CPU cache (several times cheaper than deriving them afterwards from a
+    history of millions of ops). What `check_file` uses; `facts_of` then finds them cached.
+    A history whose facts cannot be derived loads all the same: `facts_of` raises later."""
+    builder = FactsBuilder()
+    history = load_history(path, on_block=builder.add)
+    try:
+        _cache[history] = builder.facts(history)
+    except Exception:  # noqa: BLE001 - re-derived, and raised, by facts_of
+        pass
+    return history
 
 
 # The bulk of a history is send and deliver ops: they are selected at C speed through masks
 # (lists of bools, one per op) rather than by a Python loop over every op.
 
-def _mask(history: History, f: str) -> list[bool]:
-    return list(map(eq, history.f, repeat(f)))
+def _mask(column: list, f: str) -> list[bool]:
+    return list(map(eq, column, repeat(f)))
 
 
-def _selected(column: list, mask: list[bool]) -> list:
-    return list(compress(column, mask))
+def _first_index(h: History, start: int, f: str, bad: Callable[[Any], bool]) -> int:
+    return next(i for i in range(start, len(h)) if h.f[i] == f and bad(h.value[i]))
 
 
-def _first_index(history: History, f: str, bad: Callable[[Any], bool]) -> int:
-    return next(i for i, (f_, v) in enumerate(zip(history.f, history.value)) if f_ == f and bad(v))
+def _first_wins(d: dict, pairs: Iterable[tuple[str, int]]) -> None:
+    """d.update(pairs) where, for each key, the first pair and any entry already in d win."""
+    new = dict(pairs)   # pairs are fed in reverse: the first one is written last
+    for m in new.keys() & d.keys():
+        del new[m]
+    d.update(new)
 
 
-def _derive(h: History) -> Facts:
-    sends, deliveries = _mask(h, "send"), _mask(h, "deliver")
-    invoked: dict[str, int] = {}
-    acked: dict[str, int] = {}
-    refused: set[str] = set()     # ids with a fail completion
-    unknown: set[str] = set()     # ids with an info completion
-    _sends(h, sends, invoked, acked, refused, unknown)
-
-    parked: dict[str, int] = {}
-    windows: list[FaultWindow] = []
-    open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
-    drain: dict[str, int] = {}
-    others = compress(range(len(h)), map(not_, map(or_, sends, deliveries)))
-    for i in others:
-        f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
-        if f == "campaign":
-            _campaign(i, type_, value, t, invoked, acked, refused, unknown)
-        elif f == "park":
-            if type_ == "ok":
-                parked.setdefault(_message_id(i, value), t)
-        elif f == "fault":
-            _fault(i, type_, value, t, windows, open_windows)
-        elif f == "drain":
-            if type_ in ("invoke", "ok"):
-                drain.setdefault(type_, t)
-
-    # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
-    uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
-    uncertain.update(dict.fromkeys((refused - unknown) & uncertain.keys(), "fail"))
-    counts, first_d, repeated = _deliveries(h, deliveries)
-    times = h.time
-    return Facts(
-        ops=len(h), origin=min(times, default=0), end=max(times, default=0),
-        invoked=invoked, acked=acked, uncertain=uncertain,
-        deliveries=counts, first_delivery=first_d, repeated=repeated,
-        parked=parked, windows=tuple(windows),
-        drain_started=drain.get("invoke"), drained_at=drain.get("ok"))
+# Errors are raised in the order a whole-history pass raises them: first a bad send, then
+# the first bad campaign/park/fault in op order, then a bad delivery.
+_SENDS, _OTHERS, _DELIVERIES, _NONE = range(4)
 
 
-def _sends(h: History, mask: list[bool], invoked: dict, acked: dict, refused: set,
-           unknown: set) -> None:
-    types, ids, times = _selected(h.type, mask), _selected(h.value, mask), _selected(h.time, mask)
-    if not set(map(type, ids)) <= {str}:
-        bad = _first_index(h, "send", lambda v: not isinstance(v, str))
-        raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
+class FactsBuilder:
+    """Derives the facts of a history block by block (`add` each block of ops as it is
+    appended, then `facts`). Gives the same facts as one pass over the whole history."""
 
-    def earliest(kind: str) -> Iterable[tuple[str, int]]:
-        # fed to a dict in reverse, so when an id is invoked or acknowledged twice the
-        # earliest time wins
-        return compress(zip(reversed(ids), reversed(times)), map(eq, reversed(types), repeat(kind)))
+    def __init__(self) -> None:
+        self.origin: int | None = None
+        self.end: int | None = None
+        # one object per message id, so that the facts' dicts share keys: comparing them
+        # then compares pointers instead of reading strings scattered over the heap
+        self.ids: dict[str, str] = {}
+        self.sent: dict[str, int] = {}        # by send ops, first wins
+        self.sent_acked: dict[str, int] = {}
+        self.campaigned: dict[str, int] = {}  # by campaign ops (sends take precedence)
+        self.campaign_acked: dict[str, int] = {}
+        self.refused: set[str] = set()        # ids with a fail completion
+        self.unknown: set[str] = set()        # ids with an info completion
+        self.counts: Counter = Counter()
+        self.first: dict[str, int] = {}       # last delivery per id until `facts` fixes repeats
+        self.delivered_ids: list[str] = []    # in op order
+        self.parked: dict[str, int] = {}
+        self.windows: list[FaultWindow] = []
+        self.open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
+        self.drain: dict[str, int] = {}
+        self.error: tuple[int, BaseException] | None = None  # (phase, error), first phase wins
 
-    invoked.update(earliest("invoke"))
-    acked.update(earliest("ok"))
-    for m, type_ in compress(zip(ids, types), map(_UNCERTAIN.__contains__, types)):
-        (refused if type_ == "fail" else unknown).add(m)
+    def _fail(self, phase: int, error: BaseException) -> None:
+        if self.error is None or phase < self.error[0]:
+            self.error = (phase, error)
 
+    def add(self, h: History, start: int) -> None:
+        """Take in ops [start, len(h))."""
+        stop = len(h)
+        if start >= stop:
+            return
+        times = h.time[start:stop]
+        lo, hi = min(times), max(times)
+        self.origin = lo if self.origin is None else min(self.origin, lo)
+        self.end = hi if self.end is None else max(self.end, hi)
+        f = h.f[start:stop]
+        sends, deliveries = _mask(f, "send"), _mask(f, "deliver")
+        phase = self.error[0] if self.error else _NONE
+        if phase > _SENDS and any(sends):
+            try:
+                self._sends(h, start, sends, times)
+            except HarnessError as e:
+                self._fail(_SENDS, e)
+                return
+        if phase > _OTHERS:
+            try:
+                self._others(h, start, sends, deliveries)
+            except Exception as e:  # noqa: BLE001 - raised by `facts`, in order
+                self._fail(_OTHERS, e)
+        if phase > _DELIVERIES and self.error is None and any(deliveries):
+            try:
+                self._deliveries(h, start, deliveries, times)
+            except Exception as e:  # noqa: BLE001 - raised by `facts`, in order
+                self._fail(_DELIVERIES, e)
 
-def _campaign(i: int, type_: str, value: Any, t: int, invoked: dict, acked: dict,
-              refused: set, unknown: set) -> None:
-    if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
-        raise HarnessError(f"history op {i + 1}: a campaign's value must be "
-                           '{"campaign": id, "ids": [message ids]}')
-    ids = value.get("ids", [])
-    for m in ids:
-        invoked.setdefault(m, t)
-    if type_ == "ok":
+    def _sends(self, h: History, start: int, mask: list[bool], times: list[int]) -> None:
+        stop = len(h)
+        ids = list(compress(h.value[start:stop], mask))
+        if not set(map(type, ids)) <= {str}:
+            bad = _first_index(h, start, "send", lambda v: not isinstance(v, str))
+            raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
+        ids = list(map(self.ids.setdefault, ids, ids))
+        types, times = list(compress(h.type[start:stop], mask)), list(compress(times, mask))
+
+        def first(kind: str) -> Iterable[tuple[str, int]]:
+            return compress(zip(reversed(ids), reversed(times)),
+                            map(eq, reversed(types), repeat(kind)))
+
+        _first_wins(self.sent, first("invoke"))
+        _first_wins(self.sent_acked, first("ok"))
+        for m, type_ in compress(zip(ids, types), map(_UNCERTAIN.__contains__, types)):
+            (self.refused if type_ == "fail" else self.unknown).add(m)
+
+    def _others(self, h: History, start: int, sends: list[bool],
+                deliveries: list[bool]) -> None:
+        for i in compress(range(start, len(h)), map(not_, map(or_, sends, deliveries))):
+            f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
+            if f == "campaign":
+                self._campaign(i, type_, value, t)
+            elif f == "park":
+                if type_ == "ok":
+                    m = _message_id(i, value)
+                    self.parked.setdefault(self.ids.setdefault(m, m), t)
+            elif f == "fault":
+                _fault(i, type_, value, t, self.windows, self.open_windows)
+            elif f == "drain":
+                if type_ in ("invoke", "ok"):
+                    self.drain.setdefault(type_, t)
+
+    def _campaign(self, i: int, type_: str, value: Any, t: int) -> None:
+        if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
+            raise HarnessError(f"history op {i + 1}: a campaign's value must be "
+                               '{"campaign": id, "ids": [message ids]}')
+        ids = [self.ids.setdefault(m, m) for m in value.get("ids", [])]
         for m in ids:
-            acked.setdefault(m, t)
-    elif type_ == "fail":
-        refused.update(ids)
-    elif type_ == "info":
-        unknown.update(ids)
+            self.campaigned.setdefault(m, t)
+        if type_ == "ok":
+            for m in ids:
+                self.campaign_acked.setdefault(m, t)
+        elif type_ == "fail":
+            self.refused.update(ids)
+        elif type_ == "info":
+            self.unknown.update(ids)
+
+    def _deliveries(self, h: History, start: int, mask: list[bool], times: list[int]) -> None:
+        try:
+            ids = list(map(_delivered_id, compress(h.value[start:], mask)))
+        except (KeyError, TypeError):
+            bad = _first_index(h, start, "deliver",
+                               lambda v: not isinstance(v, dict) or "id" not in v)
+            raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
+                               '{"id": ..., "worker": ..., "attempt": ...}') from None
+        ids = list(map(self.ids.setdefault, ids, ids))
+        self.counts.update(ids)
+        self.first.update(zip(ids, compress(times, mask)))
+        self.delivered_ids += ids
+
+    def facts(self, h: History) -> Facts:
+        """The facts of h, every block of which was added (raises what a bad op raised)."""
+        if self.error is not None:
+            raise self.error[1]
+        invoked = {**self.campaigned, **self.sent}
+        acked = {**self.campaign_acked, **self.sent_acked}
+        # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
+        uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
+        uncertain.update(dict.fromkeys((self.refused - self.unknown) & uncertain.keys(), "fail"))
+        first, repeated = dict(self.first), self._repeated(h)
+        for m, ds in repeated.items():
+            first[m] = ds[0].time   # deliver ops may be out of time order: the earliest is first
+        return Facts(
+            ops=len(h), origin=self.origin or 0, end=self.end or 0,
+            invoked=invoked, acked=acked, uncertain=uncertain,
+            deliveries=self.counts, first_delivery=first, repeated=repeated,
+            parked=self.parked, windows=tuple(self.windows),
+            drain_started=self.drain.get("invoke"), drained_at=self.drain.get("ok"))
+
+    def _repeated(self, h: History) -> dict[str, tuple[Delivery, ...]]:
+        """Ids delivered more than once, with their deliveries in time order."""
+        if len(self.counts) == len(self.delivered_ids):
+            return {}
+        many = {m for m, c in self.counts.items() if c > 1}
+        repeated: dict[str, list[Delivery]] = {}
+        at = compress(range(len(h)), _mask(h.f, "deliver"))   # op index of each delivery
+        for m, i in compress(zip(self.delivered_ids, at), map(many.__contains__, self.delivered_ids)):
+            v = h.value[i]
+            repeated.setdefault(m, []).append(Delivery(h.time[i], v.get("worker"), v.get("attempt")))
+        return {m: tuple(sorted(ds, key=lambda d: d.time)) for m, ds in repeated.items()}
 
 
 def _message_id(i: int, value: Any) -> str:
@@ -190,25 +294,3 @@ def _fault(i: int, type_: str, value: Any, t: int,
         k = open_windows[step].pop()
         w = windows[k]
         windows[k] = FaultWindow(w.step, w.fault, w.start, t, w.targets, w.params)
-
-
-def _deliveries(h: History, mask: list[bool]) -> tuple[Counter, dict, dict]:
-    values, times = _selected(h.value, mask), _selected(h.time, mask)
-    try:
-        ids = list(map(_delivered_id, values))
-    except (KeyError, TypeError):
-        bad = _first_index(h, "deliver", lambda v: not isinstance(v, dict) or "id" not in v)
-        raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
-                           '{"id": ..., "worker": ..., "attempt": ...}') from None
-    counts = Counter(ids)
-    first = dict(zip(ids, times))
-    repeated: dict[str, list[Delivery]] = {}
-    if len(counts) != len(ids):
-        many = {m for m, c in counts.items() if c > 1}
-        for m, v, t in compress(zip(ids, values, times), map(many.__contains__, ids)):
-            repeated.setdefault(m, []).append(Delivery(t, v.get("worker"), v.get("attempt")))
-        for m, ds in repeated.items():
-            # deliver ops may be out of time order: the earliest is the first delivery
-            ds.sort(key=lambda d: d.time)
-            first[m] = ds[0].time
-    return counts, first, {m: tuple(ds) for m, ds in repeated.items()}

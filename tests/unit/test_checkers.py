@@ -4,12 +4,15 @@ the summary a tester reads, the JSON, and `check_file`'s exit codes."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import pytest
 
+from harness import history as history_module
 from harness.checkers import (check_duplicated, check_late, check_lost, check_parked,
                               check_recovered, check_unexpected, facts_of)
+from harness.checkers.facts import load_with_facts
 from harness.errors import HarnessError
 from harness.history import Op, campaign_message_id, write_history
 from harness.verdict import check, check_file
@@ -216,3 +219,26 @@ def test_check_file_on_a_missing_or_bad_file_raises_harness_error(tmp_path):
     bad.write_text("{oops\n")
     with pytest.raises(HarnessError, match="bad.jsonl:1"):
         check_file(bad, out=io.StringIO())
+
+
+BAD_OPS = [Op("sink", "ok", "deliver", "not-a-dict", 1, 0.0),
+           Op("c1", "invoke", "send", {"id": "x"}, 1, 0.0),
+           Op("c1", "invoke", "campaign", "k1", 1, 0.0),
+           Op("dlq", "ok", "park", 7, 1, 0.0)]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(BAD_OPS)))))
+def test_loading_with_facts_raises_the_first_error_a_whole_pass_raises(tmp_path, order):
+    # a bad send comes first whatever its place, then the first bad campaign/park, then a
+    # bad delivery: facts derived block by block while loading must agree
+    ops = [o for k in order for o in (*Run().send(f"m{k}", k).ops, BAD_OPS[k])]
+    path = tmp_path / "h.jsonl"
+    write_history(path, ops)
+    with pytest.raises(HarnessError) as whole:
+        facts_of(ops)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_CHUNK_CHARS", 100)
+        history = load_with_facts(path)   # loads; the error comes with the facts
+    with pytest.raises(HarnessError) as blocks:
+        check(history)
+    assert str(blocks.value) == str(whole.value)

@@ -9,9 +9,13 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest import MonkeyPatch
+
+from harness import history as history_module
 from harness.checkers import facts_of
+from harness.checkers.facts import FactsBuilder, load_with_facts
 from harness.checkers.lost import stuck_ids
-from harness.history import Op, campaign_message_id
+from harness.history import History, Op, campaign_message_id, load_history, write_history
 from harness.verdict import check
 
 S = 1_000_000_000
@@ -271,3 +275,29 @@ def test_checkers_agree_with_the_brute_force_reference(scenario, bound_s):
     assert verdict.status == status
     late = verdict.results["late"].measures
     assert {k: late[k] for k in measures} == measures
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(free=True), st.integers(1, 40), st.randoms(use_true_random=False))
+def test_facts_derived_block_by_block_are_the_facts_of_the_whole(scenario, block, rnd):
+    ops = list(scenario.ops)
+    rnd.shuffle(ops)   # any op order, e.g. deliveries read late, duplicated invokes
+    whole = facts_of(ops)
+    builder, history = FactsBuilder(), History()
+    for start in range(0, len(ops), block):
+        part = History(ops[start:start + block])
+        history._extend_columns([part.process, part.type, part.f, part.value, part.time,
+                                 part.wall])
+        builder.add(history, start)
+    assert builder.facts(history) == whole
+
+
+@settings(max_examples=50, deadline=None)
+@given(scenarios(free=True), st.integers(60, 2000))
+def test_loading_with_facts_judges_like_loading_then_checking(tmp_path_factory, scenario,
+                                                              chunk_chars):
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    write_history(path, scenario.ops)
+    with MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
+        assert check(load_with_facts(path)).to_dict() == check(load_history(path)).to_dict()
