@@ -15,7 +15,8 @@ sink records deliveries, the proxy carries every link): a run of a few seconds m
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import replace
+from typing import Any, Callable, Iterable
 
 from hypothesis import strategies as st
 
@@ -132,3 +133,21 @@ def schedules(topology, faults: Iterable[str] | None = None, *, max_steps: int =
     fault_names(faults)  # a bad name fails here, not inside Hypothesis
     step = steps(topology, faults, max_at, min_duration, max_duration)
     return st.lists(step, min_size=1, max_size=max_steps).map(lambda drawn: Schedule(steps=tuple(drawn)))
+
+
+def drop_steps(schedule: Schedule, fails: Callable[[Schedule], bool]) -> Schedule:
+    """Delete steps one at a time while the schedule still `fails`: the pass after Hypothesis's shrink.
+
+    Hypothesis now and then keeps a redundant simplest step in front of the one that matters (it
+    shrinks each step towards the simplest, and two equal simplest steps can block each other's
+    deletion). A user wants the shortest schedule that reproduces; this costs at most one run per step.
+    """
+    kept = list(schedule.steps)
+    index = 0
+    while len(kept) > 1 and index < len(kept):
+        candidate = replace(schedule, steps=tuple(kept[:index] + kept[index + 1:]))
+        if fails(candidate):
+            kept = list(candidate.steps)
+        else:
+            index += 1
+    return schedule if len(kept) == len(schedule.steps) else replace(schedule, steps=tuple(kept))

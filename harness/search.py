@@ -164,11 +164,36 @@ def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] 
             test()
         except ScheduleFailed:
             result.failure = shrunk[-1]
+    if result.schedule is not None and len(result.schedule.steps) > 1:
+        result.failure = _drop_redundant_steps(result.schedule, result.failure, verdict_of, prof.shrink_seconds, say)
     result.seconds = time.monotonic() - started
     if result.failure is not None:
         result.scenario_file = save_failure(result.failure, root)
     say(result.summary())
     return result
+
+
+def _drop_redundant_steps(schedule: Schedule, failure: RunResult, verdict_of: Callable[[Schedule], RunResult | str],
+                          seconds: float, say: Callable[[str], None]) -> RunResult:
+    """Hypothesis's shrink can keep a redundant step: try the schedule without each step (memoized runs,
+    bounded by the profile's shrink time) and keep the shortest one that still fails."""
+    from harness.generate import drop_steps
+
+    deadline = time.monotonic() + seconds
+
+    def fails(schedule: Schedule) -> bool:
+        if time.monotonic() > deadline:
+            return False
+        run = verdict_of(schedule)
+        return not isinstance(run, str) and run.status != "valid"
+
+    shortest = drop_steps(schedule, fails)
+    if shortest is schedule:
+        return failure
+    say(f"[search] dropped {len(schedule.steps) - len(shortest.steps)} redundant step(s)")
+    run = verdict_of(shortest)
+    assert not isinstance(run, str)
+    return run
 
 
 def save_failure(run: RunResult, root: Path) -> Path:

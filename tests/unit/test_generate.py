@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
-from harness.generate import EXCLUDED, MAX_AT_S, MAX_DURATION_S, MAX_STEPS, fault_names, schedules
+from harness.generate import EXCLUDED, MAX_AT_S, MAX_DURATION_S, MAX_STEPS, drop_steps, fault_names, schedules
 from harness.schedule import Schedule
 from stack.topology import RunParams, build_topology
 
@@ -43,9 +43,32 @@ def test_shrinks_to_a_minimal_failing_schedule():
     culprit = {"at": 0.0, "fault": "latency", "targets": ["api-rmq1"], "params": {"latency": 1501}, "duration": 2.0}
     simplest = {"at": 0.0, "fault": fault_names()[0], "duration": 2.0}
     steps = found.to_data()["steps"]
-    assert culprit in steps
-    # Hypothesis 6.170 now and then keeps one extra step in front, but only ever the simplest one.
-    assert len(steps) <= 2 and all(step in (culprit, simplest) for step in steps), steps
+    # Hypothesis now and then keeps simplest steps in front of the culprit, never anything else ...
+    assert culprit in steps and all(step in (culprit, simplest) for step in steps), steps
+    # ... and the search's step-dropping pass removes them.
+    assert drop_steps(found, fails).to_data()["steps"] == [culprit]
+
+
+def test_drop_steps_keeps_every_needed_step_and_the_order():
+    topo = topology("small")
+    needed = {"kill", "provider-outage"}
+    schedule = Schedule.from_data({"steps": [
+        {"at": 0, "fault": "provider-outage", "duration": 2},
+        {"at": 1, "fault": "provider-outage", "duration": 3},
+        {"at": 2, "fault": "kill", "targets": ["worker1"], "duration": 2},
+        {"at": 3, "fault": "provider-outage", "duration": 4}]}, topo)
+    calls = []
+
+    def fails(s):
+        calls.append(s)
+        return needed <= {step.fault for step in s.steps}
+
+    dropped = drop_steps(schedule, fails)
+    # Front to back: both early outages go, the kill and the last outage (now needed) stay, in order.
+    assert [(s.fault, s.at) for s in dropped.steps] == [("kill", 2.0), ("provider-outage", 3.0)]
+    assert len(calls) == len(schedule.steps)  # one try per step
+    # Nothing to drop: the same object back.
+    assert drop_steps(dropped, fails) is dropped
 
 
 def test_shrinks_two_needed_steps_to_two():
