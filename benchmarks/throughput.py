@@ -1,11 +1,17 @@
 """End-to-end throughput and delivery latency of the reference services, with no faults, with the
 proxy in every client link and without it (services deployed straight at the nodes).
 
-    CHAOS_NAMESPACE=... python benchmarks/throughput.py [--messages 3000] [--clients 8] [--topology small]
+    CHAOS_NAMESPACE=... python benchmarks/throughput.py [--messages 5000] [--clients 32] [--topology small]
+                                                        [--repeat 1]
 
 Prints one JSON object: per mode messages/s from the first API request to the last delivery, the
-API's accept rate, delivery latency (sink timestamp minus the API's 202) p50/p99, and the
-proxy/direct throughput ratio.
+API's accept rate, delivery latency (sink timestamp minus the API's 202) p50/p99, the machine's load
+average when the mode started (a figure taken while something else ran is worth little), and the
+proxy/direct throughput ratio (the median over --repeat rounds, modes alternating).
+
+The default 32 clients offer more than the services deliver on 2 cores, so the measure is the stack's
+capacity. With few clients (8) the benchmark's own client is the bottleneck: the API accepts at the same
+rate in both modes, deliveries keep up, and the ratio reads ~1.0 whatever the proxy costs.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ def _send(api: str, ids: list[str], accepted: dict[str, float], errors: list[str
 
 def measure(topology: str, direct: bool, messages: int, clients: int, deadline_s: float) -> dict:
     os.environ["CHAOS_SERVICES_DIRECT"] = "1" if direct else "0"
+    load_before = round(os.getloadavg()[0], 2)
     with Stack(topology, progress=lambda line: None) as stack:
         api = f"http://127.0.0.1:{stack.host_port('api', 8080)}"
         sink = f"http://127.0.0.1:{stack.host_port('sink', 8080)}"
@@ -72,7 +79,7 @@ def measure(topology: str, direct: bool, messages: int, clients: int, deadline_s
         latencies = [delivered[m] - accepted[m] for m in accepted if m in delivered]
         last = max(delivered.values()) if delivered else sent
         return {
-            "mode": "direct" if direct else "proxy",
+            "mode": "direct" if direct else "proxy", "loadavg_1m_before": load_before,
             "accepted": len(accepted), "refused": len(errors), "delivered": len(delivered),
             "api_accept_per_s": round(len(accepted) / (sent - started), 1),
             "end_to_end_per_s": round(len(delivered) / (last - started), 1),
@@ -83,16 +90,26 @@ def measure(topology: str, direct: bool, messages: int, clients: int, deadline_s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--topology", default="small")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of proxy then direct; the ratio is their median")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds to wait for deliveries")
     args = parser.parse_args(argv)
-    results = {mode: measure(args.topology, mode == "direct", args.messages, args.clients, args.deadline)
-               for mode in ("proxy", "direct")}
-    ratio = results["proxy"]["end_to_end_per_s"] / max(results["direct"]["end_to_end_per_s"], 1e-9)
-    print(json.dumps({"topology": args.topology, "messages": args.messages, "clients": args.clients,
-                      **results, "proxy_over_direct": round(ratio, 3)}, indent=2))
+    rounds = []
+    for _ in range(max(1, args.repeat)):
+        results = {mode: measure(args.topology, mode == "direct", args.messages, args.clients, args.deadline)
+                   for mode in ("proxy", "direct")}
+        ratio = results["proxy"]["end_to_end_per_s"] / max(results["direct"]["end_to_end_per_s"], 1e-9)
+        rounds.append({**results, "proxy_over_direct": round(ratio, 3)})
+    ratios = sorted(r["proxy_over_direct"] for r in rounds)
+    out = {"topology": args.topology, "messages": args.messages, "clients": args.clients}
+    if len(rounds) == 1:
+        out.update(rounds[0])
+    else:
+        out["rounds"] = rounds
+        out["proxy_over_direct"] = ratios[len(ratios) // 2]
+    print(json.dumps(out, indent=2))
     return 0
 
 
