@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated history sizes in ops")
     parser.add_argument("--keep", type=Path, help="generate into this directory and keep the files")
     parser.add_argument("--parser", choices=["auto", "json"], default="auto",
-                        help="json: force the standard library parser even if orjson is installed")
+                        help="json: force the standard library parser even if msgspec or "
+                             "orjson is installed")
     args = parser.parse_args(argv)
     if args.parser == "json":
         history_module._orjson = None
+        history_module._msgspec = None
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp)
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             if not args.keep:
                 os.unlink(directory / f"history-{size}.jsonl")
-    parser_name = "orjson" if history_module._orjson is not None else "json"
+    parser_name = ("msgspec" if history_module._msgspec is not None
+                   else "orjson" if history_module._orjson is not None else "json")
     print(json.dumps({"python": platform.python_version(), "cpus": os.cpu_count(),
                       "parser": parser_name, "load_average": os.getloadavg(),
                       "target_ops_per_s": 1_000_000, "results": results}, indent=2))

@@ -214,3 +214,104 @@ def test_loaded_process_type_and_f_are_shared_strings(tmp_path):
     path.write_text(f"{GOOD}\n{GOOD}\n")
     a, b = load_history(path)
     assert a.process is b.process and a.type is b.type and a.f is b.f
+
+
+# Each parser the loader may use: msgspec, orjson (msgspec absent), json (neither).
+PARSERS = ["msgspec", "orjson", "json"]
+
+
+def use_parser(mp: pytest.MonkeyPatch, parser: str) -> None:
+    if parser == "msgspec":
+        pytest.importorskip("msgspec")
+    if parser in ("orjson", "json"):
+        mp.setattr(history_module, "_msgspec", None)
+    if parser == "orjson":
+        pytest.importorskip("orjson")
+    if parser == "json":
+        mp.setattr(history_module, "_orjson", None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(ops, max_size=30), st.integers(1, 300))
+def test_msgspec_orjson_json_and_line_by_line_load_the_same(tmp_path_factory, written,
+                                                           chunk_chars):
+    pytest.importorskip("msgspec")
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    write_history(path, written)
+    loaded = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
+        loaded.append(load_history(path))
+        mp.setattr(history_module, "_msgspec", None)
+        loaded.append(load_history(path))
+        mp.setattr(history_module, "_orjson", None)
+        loaded.append(load_history(path))
+        mp.setattr(history_module, "_fast_columns", lambda text: None)
+        loaded.append(load_history(path))
+    assert [list(h) for h in loaded] == [written] * 4
+    # same types too (an int wall stays an int); the block parsers share f's strings
+    for h in loaded:
+        assert list(map(type, h.wall)) == [type(op.wall) for op in written]
+    for h in loaded[:3]:
+        assert all(a is b for a, b in zip(h.f, loaded[0].f))
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("bad, why", [
+    ("{not json", "property name"),
+    ('["a"]', "not a JSON object"),
+    ('{"process":"c","type":"invoke","f":"send","value":"m","time":1}', "missing wall"),
+    ('{"process":"c","type":"done","f":"send","value":"m","time":1,"wall":2.0}', "type"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":"1","wall":2.0}', "time"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1.5,"wall":2.0}', "time"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":true,"wall":2.0}', "time"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1,"wall":false}', "wall"),
+    ('{"process":3,"type":"ok","f":"send","value":"m","time":1,"wall":2.0}', "strings"),
+    ('{"process":"c","type":"ok","f":null,"value":"m","time":1,"wall":2.0}', "strings"),
+    ('{"process":"c","type":"ok","f":"send","value":"m","time":1,"wall":"x"}', "wall"),
+    (f"{GOOD} {GOOD}", ""),   # msgspec reads whitespace-separated values as a stream
+    (f"{GOOD}{GOOD}", ""),
+])
+def test_every_parser_names_the_malformed_line(tmp_path, parser, bad, why):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join([GOOD] * 5 + [bad, GOOD]) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        use_parser(mp, parser)
+        mp.setattr(history_module, "_CHUNK_CHARS", 200)
+        with pytest.raises(HarnessError, match=rf"h\.jsonl:6: malformed history line.*{why}"):
+            load_history(path)
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_value_spanning_lines_next_to_two_values_on_one_line_is_refused(tmp_path, parser):
+    # as many values as lines, yet line 2 runs into line 3, and line 3 holds two ops
+    lines = [GOOD, GOOD[:-1].replace('"value":"m",', '') + ',"value":',
+             f'"m"}} {GOOD}', GOOD]
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        use_parser(mp, parser)
+        with pytest.raises(HarnessError, match=r"h\.jsonl:2: malformed"):
+            load_history(path)
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_extra_fields_are_ignored_and_bad_utf8_in_them_refused(tmp_path, parser):
+    path = tmp_path / "h.jsonl"
+    path.write_text(GOOD[:-1] + ',"extra":[1,2]}\n' + GOOD + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        use_parser(mp, parser)
+        assert list(load_history(path)) == [Op("c", "invoke", "send", "m", 1, 2.0)] * 2
+        path.write_bytes(GOOD[:-1].encode() + b',"extra":"\xff"}\n')
+        with pytest.raises(HarnessError, match="not UTF-8"):
+            load_history(path)
+
+
+def test_the_msgspec_path_takes_well_formed_blocks(tmp_path):
+    pytest.importorskip("msgspec")
+    data = (GOOD + "\n") * 3
+    columns, newlines = history_module._msgspec_columns(data.encode())
+    assert newlines == 3 and columns[4] == [1, 1, 1]
+    assert history_module._msgspec_columns(data.encode()[:-1]) is not None   # torn newline
+    for bad in (GOOD + "\n\n" + GOOD + "\n", GOOD + "\r\n" + GOOD + "\n", GOOD + " \n"):
+        assert history_module._msgspec_columns(bad.encode()) is None
