@@ -4,10 +4,11 @@ parking, fault windows and the drain. Pure: a function of the history alone."""
 from __future__ import annotations
 
 import weakref
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import eq, itemgetter, not_, or_
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,12 @@ def load_with_facts(path: str | Path) -> History:
     history of millions of ops). What `check_file` uses; `facts_of` then finds them cached.
     A history whose facts cannot be derived loads all the same: `facts_of` raises later."""
     builder = FactsBuilder()
-    history = load_history(path, on_block=builder.add)
-    try:
-        _cache[history] = builder.facts(history)
-    except Exception:  # noqa: BLE001 - re-derived, and raised, by facts_of
-        pass
+    with gc_paused():
+        history = load_history(path, on_block=builder.add)
+        try:
+            _cache[history] = builder.facts(history)
+        except Exception:  # noqa: BLE001 - re-derived, and raised, by facts_of
+            pass
     return history
 
 
@@ -107,12 +109,21 @@ def _first_index(h: History, start: int, f: str, bad: Callable[[Any], bool]) -> 
     return next(i for i in range(start, len(h)) if h.f[i] == f and bad(h.value[i]))
 
 
-def _first_wins(d: dict, pairs: Iterable[tuple[str, int]]) -> None:
-    """d.update(pairs) where, for each key, the first pair and any entry already in d win."""
-    new = dict(pairs)   # pairs are fed in reverse: the first one is written last
-    for m in new.keys() & d.keys():
-        del new[m]
-    d.update(new)
+def _setdefault_all(d: dict, keys: list, value: Any) -> None:
+    """d.setdefault(k, value) for every k of keys, at C speed when none is in d yet."""
+    if d.keys().isdisjoint(keys):
+        d.update(dict.fromkeys(keys, value))
+    else:
+        for k in keys:
+            d.setdefault(k, value)
+
+
+def _plus_missing(d: dict, other: dict) -> dict:
+    """d, plus the entries of other whose keys d lacks ({**other, **d}, without re-inserting
+    every entry of d, the bigger one)."""
+    missing = other.keys() - d.keys()
+    d.update(zip(missing, map(other.__getitem__, missing)))
+    return d
 
 
 # Errors are raised in the order a whole-history pass raises them: first a bad send, then
@@ -122,7 +133,14 @@ _SENDS, _OTHERS, _DELIVERIES, _NONE = range(4)
 
 class FactsBuilder:
     """Derives the facts of a history block by block (`add` each block of ops as it is
-    appended, then `facts`). Gives the same facts as one pass over the whole history."""
+    appended, then `facts`). Gives the same facts as one pass over the whole history.
+
+    Per block, only C-level passes over the block's columns: the send and deliver ops are
+    picked out by masks, their ids made canonical, and the send invokes and oks kept in op
+    order; the dicts are built once in `facts` (one insertion per op, the first in op order
+    winning), not merged block by block. Deliveries go straight into one dict; a block that
+    grows it by less than its deliveries holds a repeat, and only such blocks are looked at
+    again, to find the ids repeated."""
 
     def __init__(self) -> None:
         self.origin: int | None = None
@@ -130,15 +148,19 @@ class FactsBuilder:
         # one object per message id, so that the facts' dicts share keys: comparing them
         # then compares pointers instead of reading strings scattered over the heap
         self.ids: dict[str, str] = {}
-        self.sent: dict[str, int] = {}        # by send ops, first wins
-        self.sent_acked: dict[str, int] = {}
+        self.invoke_ids: list[str] = []       # send invokes, in op order
+        self.invoke_times: list[int] = []
+        self.ok_ids: list[str] = []           # send oks, in op order
+        self.ok_times: list[int] = []
         self.campaigned: dict[str, int] = {}  # by campaign ops (sends take precedence)
         self.campaign_acked: dict[str, int] = {}
         self.refused: set[str] = set()        # ids with a fail completion
         self.unknown: set[str] = set()        # ids with an info completion
-        self.counts: Counter = Counter()
         self.first: dict[str, int] = {}       # last delivery per id until `facts` fixes repeats
         self.delivered_ids: list[str] = []    # in op order
+        # (index in delivered_ids of the block's first delivery, block start, block stop)
+        self.delivery_blocks: list[tuple[int, int, int]] = []
+        self.repeats: set[str] = set()       # ids delivered more than once
         self.parked: dict[str, int] = {}
         self.windows: list[FaultWindow] = []
         self.open_windows: dict[str, list[int]] = {}  # step -> indices of its unhealed windows
@@ -160,19 +182,20 @@ class FactsBuilder:
         self.end = hi if self.end is None else max(self.end, hi)
         f = h.f[start:stop]
         sends, deliveries = _mask(f, "send"), _mask(f, "deliver")
+        n_sends, n_deliveries = sends.count(True), deliveries.count(True)
         phase = self.error[0] if self.error else _NONE
-        if phase > _SENDS and any(sends):
+        if phase > _SENDS and n_sends:
             try:
                 self._sends(h, start, sends, times)
             except HarnessError as e:
                 self._fail(_SENDS, e)
                 return
-        if phase > _OTHERS:
+        if phase > _OTHERS and n_sends + n_deliveries < stop - start:
             try:
                 self._others(h, start, sends, deliveries)
             except Exception as e:  # noqa: BLE001 - raised by `facts`, in order
                 self._fail(_OTHERS, e)
-        if phase > _DELIVERIES and self.error is None and any(deliveries):
+        if phase > _DELIVERIES and self.error is None and n_deliveries:
             try:
                 self._deliveries(h, start, deliveries, times)
             except Exception as e:  # noqa: BLE001 - raised by `facts`, in order
@@ -186,15 +209,15 @@ class FactsBuilder:
             raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
         ids = list(map(self.ids.setdefault, ids, ids))
         types, times = list(compress(h.type[start:stop], mask)), list(compress(times, mask))
-
-        def first(kind: str) -> Iterable[tuple[str, int]]:
-            return compress(zip(reversed(ids), reversed(times)),
-                            map(eq, reversed(types), repeat(kind)))
-
-        _first_wins(self.sent, first("invoke"))
-        _first_wins(self.sent_acked, first("ok"))
-        for m, type_ in compress(zip(ids, types), map(_UNCERTAIN.__contains__, types)):
-            (self.refused if type_ == "fail" else self.unknown).add(m)
+        invokes = list(map(eq, types, repeat("invoke")))
+        oks = list(map(eq, types, repeat("ok")))
+        self.invoke_ids += compress(ids, invokes)
+        self.invoke_times += compress(times, invokes)
+        self.ok_ids += compress(ids, oks)
+        self.ok_times += compress(times, oks)
+        if invokes.count(True) + oks.count(True) < len(types):
+            for m, type_ in compress(zip(ids, types), map(_UNCERTAIN.__contains__, types)):
+                (self.refused if type_ == "fail" else self.unknown).add(m)
 
     def _others(self, h: History, start: int, sends: list[bool],
                 deliveries: list[bool]) -> None:
@@ -216,12 +239,11 @@ class FactsBuilder:
         if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
             raise HarnessError(f"history op {i + 1}: a campaign's value must be "
                                '{"campaign": id, "ids": [message ids]}')
-        ids = [self.ids.setdefault(m, m) for m in value.get("ids", [])]
-        for m in ids:
-            self.campaigned.setdefault(m, t)
+        ids = value.get("ids", [])
+        ids = list(map(self.ids.setdefault, ids, ids))
+        _setdefault_all(self.campaigned, ids, t)
         if type_ == "ok":
-            for m in ids:
-                self.campaign_acked.setdefault(m, t)
+            _setdefault_all(self.campaign_acked, ids, t)
         elif type_ == "fail":
             self.refused.update(ids)
         elif type_ == "info":
@@ -236,39 +258,63 @@ class FactsBuilder:
             raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
                                '{"id": ..., "worker": ..., "attempt": ...}') from None
         ids = list(map(self.ids.setdefault, ids, ids))
-        self.counts.update(ids)
-        self.first.update(zip(ids, compress(times, mask)))
+        first, k = self.first, len(self.delivered_ids)
+        before = len(first)
+        first.update(zip(ids, compress(times, mask)))
+        added = len(first) - before
+        if added < len(ids):   # some id delivered before, here or in an earlier block
+            # the ids first delivered here are the last keys of first (dicts keep order)
+            new = set(islice(reversed(first), added))
+            seen: set[str] = set()
+            for m in ids:
+                if m in seen or m not in new:
+                    self.repeats.add(m)
+                seen.add(m)
+        self.delivery_blocks.append((k, start, len(h)))
         self.delivered_ids += ids
 
     def facts(self, h: History) -> Facts:
         """The facts of h, every block of which was added (raises what a bad op raised)."""
         if self.error is not None:
             raise self.error[1]
-        invoked = {**self.campaigned, **self.sent}
-        acked = {**self.campaign_acked, **self.sent_acked}
+        # reversed: the first op of an id is inserted last, and wins
+        sent = dict(zip(reversed(self.invoke_ids), reversed(self.invoke_times)))
+        sent_acked = dict(zip(reversed(self.ok_ids), reversed(self.ok_times)))
+        invoked = _plus_missing(sent, self.campaigned)     # sends take precedence
+        acked = _plus_missing(sent_acked, self.campaign_acked)
         # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
         uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
         uncertain.update(dict.fromkeys((self.refused - self.unknown) & uncertain.keys(), "fail"))
-        first, repeated = dict(self.first), self._repeated(h)
+        counts = Counter(dict.fromkeys(self.first, 1))
+        first, repeated = dict(self.first), self._repeated(h, counts)
         for m, ds in repeated.items():
             first[m] = ds[0].time   # deliver ops may be out of time order: the earliest is first
         return Facts(
             ops=len(h), origin=self.origin or 0, end=self.end or 0,
             invoked=invoked, acked=acked, uncertain=uncertain,
-            deliveries=self.counts, first_delivery=first, repeated=repeated,
+            deliveries=counts, first_delivery=first, repeated=repeated,
             parked=self.parked, windows=tuple(self.windows),
             drain_started=self.drain.get("invoke"), drained_at=self.drain.get("ok"))
 
-    def _repeated(self, h: History) -> dict[str, tuple[Delivery, ...]]:
-        """Ids delivered more than once, with their deliveries in time order."""
-        if len(self.counts) == len(self.delivered_ids):
+    def _repeated(self, h: History, counts: Counter) -> dict[str, tuple[Delivery, ...]]:
+        """Ids delivered more than once, with their deliveries in time order; their counts
+        are set in counts (which holds 1 for every delivered id)."""
+        if not self.repeats:
             return {}
-        many = {m for m, c in self.counts.items() if c > 1}
+        delivered, many = self.delivered_ids, self.repeats
+        dict.update(counts, Counter(compress(delivered, map(many.__contains__, delivered))))
+        starts = [k for k, _, _ in self.delivery_blocks]
+        at: dict[int, list[int]] = {}   # block -> op index of each of its deliveries
         repeated: dict[str, list[Delivery]] = {}
-        at = compress(range(len(h)), _mask(h.f, "deliver"))   # op index of each delivery
-        for m, i in compress(zip(self.delivered_ids, at), map(many.__contains__, self.delivered_ids)):
+        for k in compress(range(len(delivered)), map(many.__contains__, delivered)):
+            b = bisect_right(starts, k) - 1
+            if b not in at:
+                k0, start, stop = self.delivery_blocks[b]
+                at[b] = list(compress(range(start, stop), _mask(h.f[start:stop], "deliver")))
+            i = at[b][k - starts[b]]
             v = h.value[i]
-            repeated.setdefault(m, []).append(Delivery(h.time[i], v.get("worker"), v.get("attempt")))
+            repeated.setdefault(delivered[k], []).append(
+                Delivery(h.time[i], v.get("worker"), v.get("attempt")))
         return {m: tuple(sorted(ds, key=lambda d: d.time)) for m, ds in repeated.items()}
 
 
