@@ -179,8 +179,10 @@ def test_the_rate_paces_the_schedule_and_a_duration_bounds_it(stack, writer):
     invokes = [op for op in load_history(writer.path) if op.type == "invoke"]
     assert len(invokes) == 20          # due times k/40 for k in 0..19 fall within 0.5 s
     assert 0.45 <= elapsed < 5
-    span = (invokes[-1].time - invokes[0].time) / 1e9
-    assert span >= 19 / 40 - 0.01      # not sent in a burst
+    # Not sent in a burst: no request goes before its due time k/40 (the i-th earliest invoke is not
+    # before the i-th due time). Late is allowed: a loaded machine may start the clients late.
+    started = sorted((op.time / 1e9 - t0) for op in invokes)
+    assert all(at >= k / 40 - 0.002 for k, at in enumerate(started)), started
 
 
 def test_stop_ends_the_run_cleanly(stack, writer):
