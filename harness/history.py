@@ -275,10 +275,15 @@ def _msgspec_columns(data: bytes) -> tuple[list[list[Any]], int] | None:
     if len(records) != lines:
         return None
     columns = [list(map(g, records)) for g in _ATTR_GETTERS]
-    # shared strings, as the other paths give (type is decoded as the literals themselves)
+    _intern_names(columns)   # type is decoded as the literals themselves
+    return columns, newlines
+
+
+def _intern_names(columns: list[list[Any]]) -> None:
+    """process and f as shared (interned) strings, as every block parser gives them: far less
+    memory, and a checker comparing them only compares pointers. TypeError unless all are str."""
     columns[0] = list(map(sys.intern, columns[0]))
     columns[2] = list(map(sys.intern, columns[2]))
-    return columns, newlines
 
 
 def _append_block(history: History, columns: Sequence[Sequence[Any]],
@@ -366,13 +371,12 @@ def _loads(text: str) -> Any:
 
 
 def _well_typed(columns: list[list[Any]]) -> bool:
-    """Whether every op is well typed; process, type and f are replaced by shared (interned)
-    strings on the way: far less memory, and a checker comparing them only compares pointers."""
-    process, type_, f, _value, time_, wall = columns
+    """Whether every op is well typed; process, type and f are replaced by shared strings on
+    the way (see `_intern_names`)."""
+    _process, type_, _f, _value, time_, wall = columns
     try:
-        columns[0] = list(map(sys.intern, process))   # TypeError unless every one is a str
+        _intern_names(columns)
         columns[1] = list(map(_TYPE_NAMES.__getitem__, type_))
-        columns[2] = list(map(sys.intern, f))
     except (TypeError, KeyError):
         return False
     return set(map(type, time_)) == {int} and set(map(type, wall)) <= {float, int}

@@ -167,6 +167,10 @@ class FactsBuilder:
         self.drain: dict[str, int] = {}
         self.error: tuple[int, BaseException] | None = None  # (phase, error), first phase wins
 
+    def _shared(self, ids: list[str]) -> list[str]:
+        """ids as the one object kept per message id (the first seen)."""
+        return list(map(self.ids.setdefault, ids, ids))
+
     def _fail(self, phase: int, error: BaseException) -> None:
         if self.error is None or phase < self.error[0]:
             self.error = (phase, error)
@@ -207,7 +211,7 @@ class FactsBuilder:
         if not set(map(type, ids)) <= {str}:
             bad = _first_index(h, start, "send", lambda v: not isinstance(v, str))
             raise HarnessError(f"history op {bad + 1}: a send's value must be a message id string")
-        ids = list(map(self.ids.setdefault, ids, ids))
+        ids = self._shared(ids)
         types, times = list(compress(h.type[start:stop], mask)), list(compress(times, mask))
         invokes = list(map(eq, types, repeat("invoke")))
         oks = list(map(eq, types, repeat("ok")))
@@ -240,7 +244,7 @@ class FactsBuilder:
             raise HarnessError(f"history op {i + 1}: a campaign's value must be "
                                '{"campaign": id, "ids": [message ids]}')
         ids = value.get("ids", [])
-        ids = list(map(self.ids.setdefault, ids, ids))
+        ids = self._shared(ids)
         _setdefault_all(self.campaigned, ids, t)
         if type_ == "ok":
             _setdefault_all(self.campaign_acked, ids, t)
@@ -257,7 +261,7 @@ class FactsBuilder:
                                lambda v: not isinstance(v, dict) or "id" not in v)
             raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
                                '{"id": ..., "worker": ..., "attempt": ...}') from None
-        ids = list(map(self.ids.setdefault, ids, ids))
+        ids = self._shared(ids)
         first, k = self.first, len(self.delivered_ids)
         before = len(first)
         first.update(zip(ids, compress(times, mask)))
