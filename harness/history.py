@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import threading
 import time as _time
@@ -50,6 +51,13 @@ try:  # optional, faster still: typed records straight from the bytes, line by l
         _msgspec = None
 except ImportError:  # pragma: no cover - depends on the environment
     _msgspec = None
+
+try:  # optional, fastest: the compiled scanner (scripts/build-native), columns and facts at once
+    from harness import _histfast as _native
+except ImportError:  # pragma: no cover - depends on the build
+    _native = None
+if os.environ.get("HARNESS_NATIVE") == "0":   # force the Python paths (tests compare the two)
+    _native = None
 
 TYPES = frozenset({"invoke", "ok", "fail", "info"})
 _TYPE_NAMES = {t: sys.intern(t) for t in TYPES}
@@ -125,6 +133,13 @@ class History(Sequence[Op]):
         self.wall: list[float] = []
         for op in ops:
             self._append_row((op.process, op.type, op.f, op.value, op.time, op.wall))
+
+    @classmethod
+    def _of_columns(cls, columns: Sequence[list[Any]]) -> History:
+        history = cls()
+        (history.process, history.type, history.f, history.value, history.time,
+         history.wall) = columns
+        return history
 
     def _append_row(self, row: tuple) -> None:
         process, type_, f, value, time_, wall = row
@@ -217,7 +232,15 @@ def load_history(path: str | Path, *,
     `on_block(history, start)` is called after each block of ops [start, len(history)) is
     appended, while those ops are still in the CPU cache (see `facts.load_with_facts`).
     """
-    path = Path(path)
+    if on_block is None:
+        scanned = scan_native(path)
+        if scanned is not None:
+            return scanned[0]
+    return _load_python(Path(path), on_block)
+
+
+def _load_python(path: Path, on_block: Callable[[History, int], None] | None) -> History:
+    """load_history without the compiled scanner."""
     history = History()
     try:
         with gc_paused(), open(path, "rb") as f:
@@ -239,6 +262,69 @@ def load_history(path: str | Path, *,
     except UnicodeDecodeError as e:
         raise HarnessError(f"history file {path} is not UTF-8 text: {e.reason}") from None
     return history
+
+
+def scan_native(path: str | Path, *, columns: bool = True) -> tuple[History, tuple | None] | None:
+    """The history at path through the compiled scanner, and without columns the facts of its
+    sends, deliveries and campaigns (None if one of those is ill-formed); None when the
+    scanner is not built or the file is not plain (any malformed, torn or odd line,
+    unreadable file...): load_history then gives the same history, or reports the line.
+
+    Without columns, every op is read and checked but not built: the history builds its ops
+    on first use (the verdict needs only the facts)."""
+    if _native is None:
+        return None
+    with gc_paused():
+        scanned = _native.scan(os.fspath(path), columns)
+    if scanned is None:
+        return None
+    built, ops, parts = scanned
+    history = History._of_columns(built) if built is not None else _ScannedHistory(path, ops)
+    return history, parts
+
+
+class _ScannedHistory(History):
+    """A history the compiled scanner read, checked and counted, whose ops are built on first
+    use (the verdict needs only the facts derived while scanning). Building re-reads the
+    file, which must still hold those ops."""
+
+    __slots__ = ("_path", "_ops")
+
+    def __init__(self, path: str | Path, ops: int) -> None:  # noqa: D107 - no columns yet
+        self._path = Path(path)
+        self._ops = ops
+
+    def __len__(self) -> int:
+        return self._ops
+
+    def __repr__(self) -> str:
+        return f"History({self._ops} ops)"
+
+    def _build(self) -> None:
+        scanned = scan_native(self._path)
+        history = scanned[0] if scanned is not None else _load_python(self._path, None)
+        if len(history) != self._ops:
+            raise HarnessError(f"history file {self._path} changed since it was loaded "
+                               f"({self._ops} ops then, {len(history)} now)")
+        for name in FIELDS:
+            getattr(History, name).__set__(self, getattr(history, name))
+
+
+def _built_column(name: str) -> property:
+    slot = getattr(History, name)
+
+    def column(self: _ScannedHistory) -> list[Any]:
+        try:
+            return slot.__get__(self, History)
+        except AttributeError:   # not built yet
+            self._build()
+            return slot.__get__(self, History)
+
+    return property(column, doc=f"the ops' {name}, built on first use")
+
+
+for _name in FIELDS:
+    setattr(_ScannedHistory, _name, _built_column(_name))
 
 
 def _parse_block(data: bytes, path: Path, lineno: int) -> tuple[Sequence[Sequence[Any]], int]:
@@ -439,4 +525,4 @@ def gc_paused() -> Iterator[None]:
 
 
 __all__ = ["FIELDS", "TYPES", "History", "HistoryWriter", "Op", "as_history",
-           "campaign_message_id", "gc_paused", "load_history", "write_history"]
+           "campaign_message_id", "gc_paused", "load_history", "scan_native", "write_history"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, islice, repeat
 from operator import eq, itemgetter, not_, or_
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.history import History, Op, as_history, gc_paused, load_history
+from harness.history import History, Op, as_history, gc_paused, load_history, scan_native
 
 NS = 1_000_000_000
 _UNCERTAIN = frozenset({"fail", "info"})
@@ -51,13 +51,47 @@ class Facts:
     invoked: Mapping[str, int]       # message id -> its send/campaign invoke time
     acked: Mapping[str, int]         # message id -> time its send/campaign was acknowledged
     uncertain: Mapping[str, str]     # never acknowledged: id -> info | fail (no completion: info)
-    deliveries: Counter              # message id -> number of deliveries
+    deliveries: Mapping[str, int]    # message id -> number of deliveries
     first_delivery: Mapping[str, int]
     repeated: Mapping[str, tuple[Delivery, ...]]  # ids delivered more than once, in time order
     parked: Mapping[str, int]        # message id -> time it was seen parked
     windows: tuple[FaultWindow, ...]
     drain_started: int | None
     drained_at: int | None           # time of the drain's ok: None if the drain never completed
+    # the compiled scanner's per-id table behind invoked, acked, deliveries and first_delivery
+    # (see _IdMap), which answers the queries below without walking them in Python
+    table: Any = field(default=None, compare=False, repr=False)
+
+    # The checkers' queries over every message. With the table they run in Rust; without,
+    # over the dicts: the same answers (the tests compare the two).
+
+    def acked_undelivered(self) -> set[str]:
+        """Ids acknowledged and never delivered."""
+        if self.table is not None:
+            return set(self.table.acked_undelivered())
+        return self.acked.keys() - self.deliveries.keys()
+
+    def delivered_uninvoked(self) -> set[str]:
+        """Ids delivered and never sent (by a send or a campaign)."""
+        if self.table is not None:
+            return set(self.table.delivered_uninvoked())
+        return self.deliveries.keys() - self.invoked.keys()
+
+    def latencies(self) -> list[int]:
+        """First delivery - acknowledgement (ns) of every message both acked and delivered,
+        sorted."""
+        if self.table is not None:
+            return self.table.latencies()
+        acked = self.acked
+        # comprehensions beat map/set pipelines here: one dict probe per delivered message
+        return sorted([t - acked[m] for m, t in self.first_delivery.items() if m in acked])
+
+    def slower_than(self, bound: int) -> list[str]:
+        """Ids whose first delivery came more than bound ns after their acknowledgement."""
+        if self.table is not None:
+            return self.table.slower_than(bound)
+        acked = self.acked
+        return [m for m, t in self.first_delivery.items() if m in acked and t - acked[m] > bound]
 
     def last_delivery(self, m: str) -> int:
         ds = self.repeated.get(m)
@@ -66,6 +100,52 @@ class Facts:
     def windows_around(self, start: int, end: int) -> tuple[str, ...]:
         """Steps of the fault windows open at some point of [start, end]."""
         return tuple(w.step for w in self.windows if w.overlaps(start, end))
+
+
+class _IdMap(Mapping[str, int]):
+    """One column of the compiled scanner's IdTable as a read-only mapping: lookups and len
+    go to the table; iterating builds the dict once (the checkers' hot paths only look up)."""
+
+    __slots__ = ("_table", "_column", "_dict")
+
+    def __init__(self, table: Any, column: str) -> None:
+        self._table, self._column, self._dict = table, column, None
+
+    def _built(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = self._table.dict(self._column)
+        return self._dict
+
+    def __getitem__(self, m: str) -> int:
+        value = self._table.get(self._column, m)
+        if value is None:
+            raise KeyError(m)
+        return value
+
+    def get(self, m: str, default: Any = None) -> Any:
+        value = self._table.get(self._column, m)
+        return default if value is None else value
+
+    def __contains__(self, m: object) -> bool:
+        return self._table.get(self._column, m) is not None
+
+    def __len__(self) -> int:
+        return self._table.size(self._column)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def keys(self):  # type: ignore[override] - the dict's own views: fast set operations
+        return self._built().keys()
+
+    def items(self):  # type: ignore[override]
+        return self._built().items()
+
+    def values(self):  # type: ignore[override]
+        return self._built().values()
+
+    def __repr__(self) -> str:
+        return f"<{self._column} of {len(self)} ids>"
 
 
 _cache: weakref.WeakKeyDictionary[History, Facts] = weakref.WeakKeyDictionary()
@@ -87,7 +167,20 @@ def load_with_facts(path: str | Path) -> History:
     """Load a history and derive its facts in the same pass, block by block while each block
     is still in the CPU cache (several times cheaper than deriving them afterwards from a
     history of millions of ops). What `check_file` uses; `facts_of` then finds them cached.
-    A history whose facts cannot be derived loads all the same: `facts_of` raises later."""
+    A history whose facts cannot be derived loads all the same: `facts_of` raises later.
+
+    Through the compiled scanner when it is built (columns and the facts of sends and
+    deliveries in one native pass; same history, same facts)."""
+    scanned = scan_native(path, columns=False)
+    if scanned is not None:
+        history, parts = scanned
+        if parts is not None:
+            with gc_paused():
+                try:
+                    _cache[history] = _scanned_facts(history, parts)
+                except Exception:  # noqa: BLE001 - re-derived, and raised, by facts_of
+                    pass
+        return history
     builder = FactsBuilder()
     with gc_paused():
         history = load_history(path, on_block=builder.add)
@@ -96,6 +189,29 @@ def load_with_facts(path: str | Path) -> History:
         except Exception:  # noqa: BLE001 - re-derived, and raised, by facts_of
             pass
     return history
+
+
+def _scanned_facts(h: History, parts: tuple) -> Facts:
+    """Facts from what the compiled scanner derived (see harness/native/src/lib.rs) from the
+    sends, deliveries and campaigns; the few other ops (parks, faults, drain) go through
+    FactsBuilder as they would on the Python path."""
+    origin, end, table, uncertain, repeated_at, others = parts
+    builder = FactsBuilder()
+    builder._others_of(others)
+    return Facts(
+        ops=len(h), origin=origin, end=end, invoked=_IdMap(table, "invoked"),
+        acked=_IdMap(table, "acked"), uncertain=uncertain,
+        deliveries=_IdMap(table, "deliveries"), first_delivery=_IdMap(table, "first_delivery"),
+        repeated={m: _in_time_order(ds) for m, ds in repeated_at.items()},
+        parked=builder.parked, windows=tuple(builder.windows),
+        drain_started=builder.drain.get("invoke"), drained_at=builder.drain.get("ok"),
+        table=table)
+
+
+def _in_time_order(deliveries: Iterable[tuple[int, Any]]) -> tuple[Delivery, ...]:
+    """Deliveries, (time, value) in op order, sorted by time."""
+    ds = [Delivery(t, v.get("worker"), v.get("attempt")) for t, v in deliveries]
+    return tuple(sorted(ds, key=lambda d: d.time))
 
 
 # The bulk of a history is send and deliver ops: they are selected at C speed through masks
@@ -225,8 +341,12 @@ class FactsBuilder:
 
     def _others(self, h: History, start: int, sends: list[bool],
                 deliveries: list[bool]) -> None:
-        for i in compress(range(start, len(h)), map(not_, map(or_, sends, deliveries))):
-            f, type_, value, t = h.f[i], h.type[i], h.value[i], h.time[i]
+        at = compress(range(start, len(h)), map(not_, map(or_, sends, deliveries)))
+        self._others_of((i, h.f[i], h.type[i], h.value[i], h.time[i]) for i in at)
+
+    def _others_of(self, ops: Iterable[tuple[int, str, str, Any, int]]) -> None:
+        """Take in these ops, (index, f, type, value, time), none a send or a delivery."""
+        for i, f, type_, value, t in ops:
             if f == "campaign":
                 self._campaign(i, type_, value, t)
             elif f == "park":
@@ -240,10 +360,10 @@ class FactsBuilder:
                     self.drain.setdefault(type_, t)
 
     def _campaign(self, i: int, type_: str, value: Any, t: int) -> None:
-        if not isinstance(value, dict) or not isinstance(value.get("ids", []), list):
+        ids = value.get("ids", []) if isinstance(value, dict) else None
+        if not isinstance(ids, list) or not set(map(type, ids)) <= {str}:
             raise HarnessError(f"history op {i + 1}: a campaign's value must be "
-                               '{"campaign": id, "ids": [message ids]}')
-        ids = value.get("ids", [])
+                               '{"campaign": id, "ids": [message id strings]}')
         ids = self._shared(ids)
         _setdefault_all(self.campaigned, ids, t)
         if type_ == "ok":
@@ -256,11 +376,13 @@ class FactsBuilder:
     def _deliveries(self, h: History, start: int, mask: list[bool], times: list[int]) -> None:
         try:
             ids = list(map(_delivered_id, compress(h.value[start:], mask)))
+            if not set(map(type, ids)) <= {str}:
+                raise TypeError
         except (KeyError, TypeError):
-            bad = _first_index(h, start, "deliver",
-                               lambda v: not isinstance(v, dict) or "id" not in v)
+            bad = _first_index(h, start, "deliver", lambda v: not isinstance(v, dict)
+                               or not isinstance(v.get("id"), str))
             raise HarnessError(f"history op {bad + 1}: a deliver's value must be "
-                               '{"id": ..., "worker": ..., "attempt": ...}') from None
+                               '{"id": message id string, "worker": ..., "attempt": ...}') from None
         ids = self._shared(ids)
         first, k = self.first, len(self.delivered_ids)
         before = len(first)
@@ -284,15 +406,21 @@ class FactsBuilder:
         # reversed: the first op of an id is inserted last, and wins
         sent = dict(zip(reversed(self.invoke_ids), reversed(self.invoke_times)))
         sent_acked = dict(zip(reversed(self.ok_ids), reversed(self.ok_times)))
+        counts = Counter(dict.fromkeys(self.first, 1))
+        first, repeated = dict(self.first), self._repeated(h, counts)
+        for m, ds in repeated.items():
+            first[m] = ds[0].time   # deliver ops may be out of time order: the earliest is first
+        return self._assemble(h, sent, sent_acked, first, counts, repeated)
+
+    def _assemble(self, h: History, sent: dict, sent_acked: dict, first: dict,
+                  counts: Counter, repeated: dict[str, tuple[Delivery, ...]]) -> Facts:
+        """The facts, from the sends' first invokes and oks, the deliveries, and what the
+        other ops gave this builder."""
         invoked = _plus_missing(sent, self.campaigned)     # sends take precedence
         acked = _plus_missing(sent_acked, self.campaign_acked)
         # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
         uncertain = dict.fromkeys(invoked.keys() - acked.keys(), "info")
         uncertain.update(dict.fromkeys((self.refused - self.unknown) & uncertain.keys(), "fail"))
-        counts = Counter(dict.fromkeys(self.first, 1))
-        first, repeated = dict(self.first), self._repeated(h, counts)
-        for m, ds in repeated.items():
-            first[m] = ds[0].time   # deliver ops may be out of time order: the earliest is first
         return Facts(
             ops=len(h), origin=self.origin or 0, end=self.end or 0,
             invoked=invoked, acked=acked, uncertain=uncertain,

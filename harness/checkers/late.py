@@ -19,18 +19,15 @@ LATE_BOUND_S = 30.0
 def check_late(history: History | Iterable[Op], late_bound_s: float = LATE_BOUND_S) -> CheckResult:
     facts = facts_of(history)
     acked, first_d = facts.acked, facts.first_delivery
-    # comprehensions beat map/set pipelines here: one dict probe per delivered message
-    latencies = [t - acked[m] for m, t in first_d.items() if m in acked]
+    latencies = facts.latencies()   # sorted
     bound = round(late_bound_s * NS)
     late = {}
-    if latencies and max(latencies) > bound:
-        for m, t in first_d.items():
-            if m in acked and t - acked[m] > bound:
-                reference = late_reference(facts, m)
-                if reference is not None and t - reference > bound:
-                    late[m] = reference
+    if latencies and latencies[-1] > bound:
+        for m in facts.slower_than(bound):
+            reference = late_reference(facts, m)
+            if reference is not None and first_d[m] - reference > bound:
+                late[m] = reference
     # a delivery seen before the HTTP answer arrived has zero latency from the client's view
-    latencies.sort()
     early = bisect.bisect_left(latencies, 0)
     latencies[:early] = repeat(0, early)
     examples = tuple(

@@ -17,7 +17,7 @@ INVARIANT = "every acknowledged message is delivered by the end of the drain"
 def check_lost(history: History | Iterable[Op]) -> CheckResult:
     facts = facts_of(history)
     acked = facts.acked
-    lost = acked.keys() - facts.deliveries.keys() - facts.parked.keys()
+    lost = facts.acked_undelivered() - facts.parked.keys()
     stuck = stuck_ids(facts, lost)
     drained = facts.drained_at is not None
     note = ""

@@ -13,7 +13,7 @@ INVARIANT = "every delivered message was sent"
 
 def check_unexpected(history: History | Iterable[Op]) -> CheckResult:
     facts = facts_of(history)
-    unexpected = facts.deliveries.keys() - facts.invoked.keys()
+    unexpected = facts.delivered_uninvoked()
     examples = tuple(
         Offender(m, facts.windows_around(facts.first_delivery[m], facts.last_delivery(m)),
                  "delivered, never sent")

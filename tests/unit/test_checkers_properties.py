@@ -3,19 +3,24 @@ on exactly-once histories, and agrees with a brute-force reference checker."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pytest
 from pytest import MonkeyPatch
 
 from harness import history as history_module
 from harness.checkers import facts_of
 from harness.checkers.facts import FactsBuilder, load_with_facts
 from harness.checkers.lost import stuck_ids
-from harness.history import History, Op, campaign_message_id, load_history, write_history
+from harness.errors import HarnessError
+from harness.history import (History, Op, _ScannedHistory, campaign_message_id, load_history,
+                             write_history)
+from tests.native import require_native
 from harness.verdict import check
 
 S = 1_000_000_000
@@ -301,3 +306,97 @@ def test_loading_with_facts_judges_like_loading_then_checking(tmp_path_factory, 
     with MonkeyPatch.context() as mp:
         mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
         assert check(load_with_facts(path)).to_dict() == check(load_history(path)).to_dict()
+
+
+# The compiled scanner (harness/native) derives the facts of sends, deliveries and campaigns
+# itself: it must agree with the Python path on every history, whatever the lines' layout.
+
+def write_laid_out(path, ops: list[Op], rnd) -> None:
+    """ops as JSONL with each line's keys in random order, random spacing and escaping, some
+    extra fields, and some keys given twice (json keeps the last)."""
+    lines = []
+    for o in ops:
+        d = o.to_dict()
+        keys = list(d)
+        rnd.shuffle(keys)
+        if rnd.random() < 0.2:
+            keys.insert(rnd.randrange(len(keys) + 1), "extra")
+            d["extra"] = {"nested": [1, "x", None]}
+        sep = rnd.choice([(",", ":"), (", ", ": "), (" ,\t", " :\r")])
+        text = json.dumps({k: d[k] for k in keys}, separators=sep,
+                          ensure_ascii=rnd.random() < 0.5)
+        if rnd.random() < 0.2:   # a first "f" or "value" overridden by the real one later
+            text = '{"f": "decoy", "value": [1], ' + text[1:]
+        lines.append(rnd.choice(["", " ", "\t"]) + text + rnd.choice(["", " ", "\r"]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+
+
+def judged_both_ways(path, bound_s):
+    require_native()
+    native = load_with_facts(path)
+    assert isinstance(native, _ScannedHistory), "the compiled scanner refused a plain file"
+    with MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_native", None)
+        python = load_with_facts(path)
+    return (native, facts_of(native), check(native, late_bound_s=bound_s),
+            python, facts_of(python), check(python, late_bound_s=bound_s))
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(free=True), st.sampled_from([0.5, 5.0, BOUND_S]),
+       st.randoms(use_true_random=False))
+def test_the_compiled_scanner_derives_the_python_paths_facts(tmp_path_factory, scenario,
+                                                             bound_s, rnd):
+    ops = list(scenario.ops)
+    rnd.shuffle(ops)
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    write_laid_out(path, ops, rnd)
+    native, nf, nv, python, pf, pv = judged_both_ways(path, bound_s)
+    assert nf == pf
+    assert nv.to_dict() == pv.to_dict() and nv.summary() == pv.summary()
+    assert nf.acked_undelivered() == pf.acked_undelivered()
+    assert nf.delivered_uninvoked() == pf.delivered_uninvoked()
+    assert nf.latencies() == pf.latencies()
+    bound = round(bound_s * S)
+    assert sorted(nf.slower_than(bound)) == sorted(pf.slower_than(bound))
+    assert len(native) == len(ops) and list(native) == list(python) == ops   # built on use
+
+
+@pytest.mark.parametrize("bad", [
+    Op("sink", "ok", "deliver", "not-a-dict", 1, 0.0),
+    Op("sink", "ok", "deliver", {"id": 7}, 1, 0.0),
+    Op("c1", "invoke", "send", {"id": "x"}, 1, 0.0),
+    Op("c1", "invoke", "campaign", "k1", 1, 0.0),
+    Op("c1", "ok", "campaign", {"campaign": "k", "ids": ["k:1", 2]}, 1, 0.0),
+    Op("c1", "ok", "campaign", {"campaign": "k", "ids": None}, 1, 0.0),
+    Op("dlq", "ok", "park", 7, 1, 0.0),
+    Op("nemesis", "invoke", "fault", {"step": 1}, 1, 0.0),
+])
+def test_ops_the_scanner_leaves_to_python_judge_and_fail_alike(tmp_path, bad):
+    require_native()
+    ops = [op("c1", "invoke", "send", "a", 0), op("c1", "ok", "send", "a", S), bad,
+           op("sink", "ok", "deliver", {"id": "a", "worker": "w", "attempt": 1}, 2 * S)]
+    path = tmp_path / "h.jsonl"
+    write_history(path, ops)
+    outcomes = []
+    for native in (True, False):
+        with MonkeyPatch.context() as mp:
+            if not native:
+                mp.setattr(history_module, "_native", None)
+            try:
+                outcomes.append(check(load_with_facts(path)).to_dict())
+            except HarnessError as e:
+                outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_history_changed_after_scanning_is_not_built_from_the_new_file(tmp_path):
+    require_native()
+    path = tmp_path / "h.jsonl"
+    write_history(path, [op("c1", "invoke", "send", "a", 0)])
+    history = load_with_facts(path)
+    assert isinstance(history, _ScannedHistory) and len(history) == 1
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(op("c1", "ok", "send", "a", 1).to_json() + "\n")
+    with pytest.raises(HarnessError, match="changed since it was loaded"):
+        list(history)

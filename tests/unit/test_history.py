@@ -13,6 +13,7 @@ from harness import history as history_module
 from harness.errors import HarnessError
 from harness.history import (History, HistoryWriter, Op, campaign_message_id, load_history,
                              write_history)
+from tests.native import require_native
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
@@ -34,7 +35,9 @@ def test_load_returns_exactly_what_was_written_whatever_the_chunking(
         tmp_path_factory, written, chunk_chars):
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     write_history(path, written)
+    assert list(load_history(path)) == written   # through the compiled scanner, if built
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_native", None)
         mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
         assert list(load_history(path)) == written
 
@@ -172,6 +175,7 @@ def test_fast_and_line_by_line_paths_load_the_same(tmp_path_factory, written, ch
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     write_history(path, written)
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_native", None)
         mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
         fast = list(load_history(path))
         mp.setattr(history_module, "_orjson", None)
@@ -216,11 +220,16 @@ def test_loaded_process_type_and_f_are_shared_strings(tmp_path):
     assert a.process is b.process and a.type is b.type and a.f is b.f
 
 
-# Each parser the loader may use: msgspec, orjson (msgspec absent), json (neither).
-PARSERS = ["msgspec", "orjson", "json"]
+# Each parser the loader may use: the compiled scanner (scripts/build-native), then msgspec,
+# orjson (msgspec absent), json (neither).
+PARSERS = ["native", "msgspec", "orjson", "json"]
 
 
 def use_parser(mp: pytest.MonkeyPatch, parser: str) -> None:
+    if parser == "native":
+        require_native()
+        return
+    mp.setattr(history_module, "_native", None)
     if parser == "msgspec":
         pytest.importorskip("msgspec")
     if parser in ("orjson", "json"):
@@ -240,6 +249,11 @@ def test_msgspec_orjson_json_and_line_by_line_load_the_same(tmp_path_factory, wr
     write_history(path, written)
     loaded = []
     with pytest.MonkeyPatch.context() as mp:
+        if history_module._native is not None:
+            native = load_history(path)
+            assert list(native) == written
+            assert list(map(type, native.wall)) == [type(op.wall) for op in written]
+        mp.setattr(history_module, "_native", None)
         mp.setattr(history_module, "_CHUNK_CHARS", chunk_chars)
         loaded.append(load_history(path))
         mp.setattr(history_module, "_msgspec", None)
@@ -315,3 +329,45 @@ def test_the_msgspec_path_takes_well_formed_blocks(tmp_path):
     assert history_module._msgspec_columns(data.encode()[:-1]) is not None   # torn newline
     for bad in (GOOD + "\n\n" + GOOD + "\n", GOOD + "\r\n" + GOOD + "\n", GOOD + " \n"):
         assert history_module._msgspec_columns(bad.encode()) is None
+
+
+ODD_LINES = [
+    r'{"process":"c","type":"ok","f":"x","value":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\u0000","time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":"é😀 raw\u2028","time":-0,"wall":-0.0}',
+    r'{"\u0070rocess":"c","type":"ok","f":"x","value":[1e400,-1E-400,0.1,12.5e+3,-0],"time":9223372036854775807,"wall":1.5}',
+    '{"process":"c","type":"ok","f":"x","value":' + "[" * 150 + "]" * 150 + ',"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":' + "[" * 300 + "]" * 300 + ',"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":{"a":1,"a":2},"time":1,"wall":1,"time":2}',
+    '{"process":"c","type":"ok","f":"x","value":9223372036854775808,"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":1,"time":-9223372036854775809,"wall":1}',
+    r'{"process":"c","type":"ok","f":"x","value":"\ud800","time":1,"wall":1}',
+    r'{"process":"c","type":"ok","f":"x","value":"\udc00\ud800x","time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":NaN,"time":1,"wall":Infinity}',
+    '{"process":"c","type":"ok","f":"x","value":[1,],"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":01,"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":1.,"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":"tab\there","time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":tru,"time":1,"wall":1}',
+    '{"process":"c","type":"ok","f":"x","value":"m","time":1,"wall":1}\x0c',
+    '\x0c',
+    ' \t\r',
+]
+
+
+@pytest.mark.parametrize("line", ODD_LINES)
+def test_the_compiled_scanner_reads_odd_lines_as_json_does(tmp_path, line):
+    require_native()
+    path = tmp_path / "h.jsonl"
+    path.write_text(f"{GOOD}\n{line}\n{GOOD}", encoding="utf-8", newline="")
+    outcomes = []
+    for native in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not native:
+                mp.setattr(history_module, "_native", None)
+            try:
+                h = load_history(path)
+                outcomes.append([(op, type(op.wall), type(op.value)) for op in h])
+            except HarnessError as e:
+                outcomes.append(str(e))
+    # NaN != NaN: compare the text of what was loaded
+    assert repr(outcomes[0]) == repr(outcomes[1])
