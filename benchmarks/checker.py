@@ -1,9 +1,13 @@
 """Benchmark: seconds and ops/s to load and check generated histories of 10^5..10^7 ops.
 
-    python benchmarks/checker.py [--sizes 100000,1000000] [--keep DIR]
+    python benchmarks/checker.py [--sizes 100000,1000000] [--keep DIR] [--parser python]
 
 Prints one JSON object to stdout. The histories look like a run: clients sending
 (invoke, ok/info, delivery), a few campaigns, duplicates, fault windows and a drain.
+
+load_s + check_s is what `check FILE` does. With the compiled scanner (scripts/build-native)
+loading reads and checks every line and derives the facts but builds no per-op objects;
+build_ops_s is the time to build them afterwards, which the verdict never needs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import history as history_module  # noqa: E402
 from harness.checkers.facts import load_with_facts  # noqa: E402
+from harness.history import _ScannedHistory  # noqa: E402
 from harness.verdict import check  # noqa: E402
 
 WALL0 = 1_700_000_000.0
@@ -94,12 +99,19 @@ def measure(directory: Path, size: int) -> dict:
     t2 = time.perf_counter()
     assert len(history) == ops, (len(history), ops)
     load_s, check_s = t1 - t0, t2 - t1
-    return {"ops": ops, "bytes": path.stat().st_size, "load_s": round(load_s, 3),
-            "check_s": round(check_s, 3), "total_s": round(load_s + check_s, 3),
-            "ops_per_s": round(ops / (load_s + check_s)),
-            "load_ops_per_s": round(ops / load_s), "check_ops_per_s": round(ops / check_s),
-            "verdict": verdict.status,
-            "duplicated": verdict.results["duplicated"].counts["duplicated"]}
+    result = {"ops": ops, "bytes": path.stat().st_size, "load_s": round(load_s, 3),
+              "check_s": round(check_s, 3), "total_s": round(load_s + check_s, 3),
+              "ops_per_s": round(ops / (load_s + check_s)),
+              "load_ops_per_s": round(ops / load_s), "check_ops_per_s": round(ops / check_s),
+              "verdict": verdict.status,
+              "duplicated": verdict.results["duplicated"].counts["duplicated"],
+              "ops_built_while_loading": not isinstance(history, _ScannedHistory)}
+    if isinstance(history, _ScannedHistory):
+        t3 = time.perf_counter()
+        built = len(history.time)
+        result["build_ops_s"] = round(time.perf_counter() - t3, 3)
+        assert built == ops
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,10 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100000,1000000,10000000",
                         help="comma-separated history sizes in ops")
     parser.add_argument("--keep", type=Path, help="generate into this directory and keep the files")
-    parser.add_argument("--parser", choices=["auto", "json"], default="auto",
-                        help="json: force the standard library parser even if msgspec or "
-                             "orjson is installed")
+    parser.add_argument("--parser", choices=["auto", "python", "json"], default="auto",
+                        help="python: without the compiled scanner; json: the standard "
+                             "library parser only, even if msgspec or orjson is installed")
     args = parser.parse_args(argv)
+    if args.parser in ("python", "json"):
+        history_module._native = None
     if args.parser == "json":
         history_module._orjson = None
         history_module._msgspec = None
@@ -124,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             if not args.keep:
                 os.unlink(directory / f"history-{size}.jsonl")
-    parser_name = ("msgspec" if history_module._msgspec is not None
+    parser_name = ("native" if history_module._native is not None
+                   else "msgspec" if history_module._msgspec is not None
                    else "orjson" if history_module._orjson is not None else "json")
     print(json.dumps({"python": platform.python_version(), "cpus": os.cpu_count(),
                       "parser": parser_name, "load_average": os.getloadavg(),
