@@ -62,6 +62,69 @@ impl Hasher for Fx {
 
 type FxMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fx>>;
 
+fn fx(s: &[u8]) -> u64 {
+    let mut h = Fx::default();
+    h.write(s);
+    h.finish()
+}
+
+/// Distinct message ids, numbered in first-seen order: their bytes end to end in one arena
+/// (no allocation per id) and a hash table of their numbers.
+#[derive(Default)]
+struct Ids {
+    arena: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    table: hashbrown::HashTable<u32>,
+}
+
+impl Ids {
+    fn bytes(&self, m: usize) -> &[u8] {
+        let (start, end) = self.spans[m];
+        &self.arena[start..end]
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn get(&self, s: &[u8]) -> Option<u32> {
+        self.table.find(fx(s), |&m| self.bytes(m as usize) == s).copied()
+    }
+
+    /// s's number, and whether s is new.
+    fn intern(&mut self, s: &[u8]) -> (u32, bool) {
+        let hash = fx(s);
+        let (arena, spans) = (&self.arena, &self.spans);
+        let bytes = |m: u32| {
+            let (start, end) = spans[m as usize];
+            &arena[start..end]
+        };
+        if let Some(&m) = self.table.find(hash, |&m| bytes(m) == s) {
+            return (m, false);
+        }
+        let m = self.spans.len() as u32;
+        let start = self.arena.len();
+        self.arena.extend_from_slice(s);
+        self.spans.push((start, self.arena.len()));
+        let (arena, spans) = (&self.arena, &self.spans);
+        self.table.insert_unique(hash, m, |&k| {
+            let (start, end) = spans[k as usize];
+            fx(&arena[start..end])
+        });
+        (m, true)
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.spans.reserve(n);
+        self.arena.reserve(n * 16);
+        let (arena, spans) = (&self.arena, &self.spans);
+        self.table.reserve(n, |&k| {
+            let (start, end) = spans[k as usize];
+            fx(&arena[start..end])
+        });
+    }
+}
+
 const NONE: u32 = u32::MAX;
 const REFUSED: u8 = 1; // a fail
 const UNKNOWN: u8 = 2; // (from sends and campaigns alike)
@@ -161,9 +224,8 @@ struct Scanner {
     facts: bool,
     names: FxMap<Obj>,
     types: [Obj; 4], // invoke, ok, fail, info (interned: the very objects sys.intern gives)
-    ids: FxMap<u32>,
+    ids: Ids,
     id_objs: Vec<Obj>,        // with objects: one string per id, shared by the values
-    id_keys: Vec<Box<[u8]>>,  // without: the ids' bytes (the facts' table)
     states: Vec<IdState>,
     // the columns, with objects
     process: Vec<Obj>,
@@ -216,10 +278,26 @@ fn hex4(b: &[u8], i: usize) -> R<u32> {
     Ok(n)
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the 8 bytes of w is '"', '\\' or a control character (< 0x20).
+#[inline]
+fn special(w: u64) -> bool {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    (zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS))
+        != 0
+}
+
 /// A JSON string at b[*i] == '"', unescaped.
 fn string<'a>(b: &'a [u8], i: &mut usize) -> R<Cow<'a, [u8]>> {
     *i += 1;
     let start = *i;
+    // 8 bytes at a time to the first that needs a look
+    while *i + 8 <= b.len() && !special(u64::from_le_bytes(b[*i..*i + 8].try_into().unwrap())) {
+        *i += 8;
+    }
     loop {
         let c = *b.get(*i).ok_or(Bail)?;
         if c == b'"' {
@@ -329,6 +407,15 @@ fn number(b: &[u8], i: &mut usize) -> R<Obj> {
     }
 }
 
+/// Whether a JSON integer fits in 64 bits (18 digits always do).
+fn fits_i64(s: &[u8]) -> R<()> {
+    if s.len() < 19 {
+        return Ok(());
+    }
+    let s = unsafe { std::str::from_utf8_unchecked(s) }; // ASCII digits and a sign
+    s.parse::<i64>().map(drop).map_err(|_| Bail)
+}
+
 fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> R<()> {
     if b[*i..].starts_with(word) {
         *i += word.len();
@@ -382,8 +469,7 @@ fn skip(b: &[u8], i: &mut usize, depth: u32) -> R<()> {
             let start = *i;
             if !number_end(b, i)? {
                 // an int: Python would keep a huge one, the columns could not; bail alike
-                let s = unsafe { std::str::from_utf8_unchecked(&b[start..*i]) };
-                s.parse::<i64>().map_err(|_| Bail)?;
+                fits_i64(&b[start..*i])?;
             }
             Ok(())
         }
@@ -392,10 +478,10 @@ fn skip(b: &[u8], i: &mut usize, depth: u32) -> R<()> {
 }
 
 /// One line's op, as parsed.
-struct Line {
+struct Line<'a> {
     process: Option<Obj>, // with objects only
     type_code: usize,
-    f: Obj,
+    f: Cow<'a, [u8]>,
     kind: Kind,
     value: Option<Obj>,   // with objects only
     span: (usize, usize), // the value's bytes in the line
@@ -417,9 +503,8 @@ impl Scanner {
             facts,
             names: FxMap::default(),
             types: [intern("invoke")?, intern("ok")?, intern("fail")?, intern("info")?],
-            ids: FxMap::default(),
+            ids: Ids::default(),
             id_objs: Vec::new(),
-            id_keys: Vec::new(),
             states: Vec::new(),
             process: Vec::new(),
             type_: Vec::new(),
@@ -450,25 +535,21 @@ impl Scanner {
         Ok(o)
     }
 
-    /// A message id: one string object and one index per distinct id.
+    /// A message id: one number per distinct id (and with objects, one string).
     fn id(&mut self, s: &[u8]) -> R<u32> {
-        if let Some(&k) = self.ids.get(s) {
-            return Ok(k);
-        }
-        let k = self.states.len() as u32;
-        if k == NONE {
+        if self.ids.len() >= NONE as usize {
             return Err(Bail);
         }
-        if self.objects {
-            self.id_objs.push(text(s)?);
-        } else {
-            self.id_keys.push(s.into());
+        let (k, new) = self.ids.intern(s);
+        if new {
+            if self.objects {
+                self.id_objs.push(text(s)?);
+            }
+            self.states.push(IdState {
+                sent_op: NONE, ack_op: NONE, camp_op: NONE, camp_ack_op: NONE, first_op: NONE,
+                count: 0, flags: 0,
+            });
         }
-        self.states.push(IdState {
-            sent_op: NONE, ack_op: NONE, camp_op: NONE, camp_ack_op: NONE, first_op: NONE,
-            count: 0, flags: 0,
-        });
-        self.ids.insert(s.into(), k);
         Ok(k)
     }
 
@@ -705,7 +786,7 @@ impl Scanner {
 
     /// One line (without its newline): None if blank. With `objects`, process, value and
     /// wall are built too.
-    fn parse_line(&mut self, b: &[u8], objects: bool) -> R<Option<Line>> {
+    fn parse_line<'a>(&mut self, b: &'a [u8], objects: bool) -> R<Option<Line<'a>>> {
         let mut i = 0;
         skip_ws(b, &mut i);
         if i == b.len() {
@@ -746,7 +827,7 @@ impl Scanner {
                                 b"campaign" => Kind::Campaign,
                                 _ => Kind::Other,
                             };
-                            f = Some(self.name(&s)?);
+                            f = Some(s);
                         }
                         _ => {
                             type_code = match &*s {
@@ -790,7 +871,7 @@ impl Scanner {
                             Some(number(b, &mut j)?)
                         } else {
                             if !float {
-                                s.parse::<i64>().map_err(|_| Bail)?;
+                                fits_i64(s.as_bytes())?;
                             }
                             None
                         };
@@ -875,7 +956,7 @@ impl Scanner {
                         Some(v) => v.share(),
                         None => self.value(&b[line.span.0..line.span.1], &mut 0, 0)?,
                     };
-                    let items = [int(op as i64)?, line.f.share(), self.types[line.type_code].share(),
+                    let items = [int(op as i64)?, self.name(&line.f)?, self.types[line.type_code].share(),
                                  value, int(t)?];
                     self.others.push(tuple(items)?);
                 }
@@ -888,7 +969,8 @@ impl Scanner {
             };
             self.process.push(process);
             self.type_.push(self.types[line.type_code].share());
-            self.f.push(line.f);
+            let f = self.name(&line.f)?;
+            self.f.push(f);
             self.value.push(value);
             self.time.push(int(t)?);
             self.wall.push(wall);
@@ -899,6 +981,13 @@ impl Scanner {
 
     fn read(&mut self, path: &PathBuf) -> R<()> {
         let mut file = File::open(path).map_err(|_| Bail)?;
+        // room for about as many ops as a run's lines of ~100 bytes give, a third of them ids
+        let guess = file.metadata().map(|m| m.len() / 100).unwrap_or(0).min(1 << 28) as usize;
+        self.times.reserve(guess);
+        if self.facts {
+            self.ids.reserve(guess / 3);
+            self.states.reserve(guess / 3);
+        }
         let mut buf: Vec<u8> = Vec::new(); // the start of a line, carried over
         let mut block = vec![0u8; 1 << 20];
         let mut offset: u64 = 0; // of block in the file
@@ -975,8 +1064,7 @@ impl Scanner {
         let end = self.times.iter().copied().max().unwrap_or(0);
         let n = self.states.len();
         let mut table = IdTable {
-            ids: std::mem::take(&mut self.id_keys),
-            index: std::mem::take(&mut self.ids),
+            ids: std::mem::take(&mut self.ids),
             times: Vec::with_capacity(n),
             count: Vec::with_capacity(n),
             sizes: [0; 4],
@@ -999,7 +1087,7 @@ impl Scanner {
             }
             if invoke != NONE && ack == NONE {
                 let refused = st.flags & (REFUSED | UNKNOWN) == REFUSED;
-                set_item(&uncertain, &text(&table.ids[m])?, if refused { &fail } else { &info })?;
+                set_item(&uncertain, &text(table.ids.bytes(m))?, if refused { &fail } else { &info })?;
             }
             if st.count > 1 {
                 if slot.is_empty() {
@@ -1022,7 +1110,7 @@ impl Scanner {
             }
             let ids = (0..n).filter(|&m| self.states[m].count > 1);
             for (m, items) in ids.zip(at) {
-                set_item(&repeated, &text(&table.ids[m])?, &list(items)?)?;
+                set_item(&repeated, &text(table.ids.bytes(m))?, &list(items)?)?;
             }
         }
         let others = list(std::mem::take(&mut self.others))?;
@@ -1088,8 +1176,7 @@ fn scan(py: Python<'_>, path: PathBuf, columns: bool) -> PyResult<PyObject> {
 /// facts`), and the checkers' set queries run here instead of over Python dicts.
 #[pyclass(module = "harness._histfast", frozen)]
 struct IdTable {
-    ids: Vec<Box<[u8]>>,
-    index: FxMap<u32>,
+    ids: Ids,
     times: Vec<[Option<i64>; 3]>, // invoked, acked, first delivery
     count: Vec<u32>,
     sizes: [usize; 4],            // ids with each of: invoked, acked, delivered (twice)
@@ -1116,7 +1203,7 @@ impl IdTable {
 
     fn id<'py>(&self, py: Python<'py>, m: usize) -> Bound<'py, pyo3::types::PyString> {
         // the ids' bytes were checked as UTF-8 when read
-        pyo3::types::PyString::new(py, unsafe { std::str::from_utf8_unchecked(&self.ids[m]) })
+        pyo3::types::PyString::new(py, unsafe { std::str::from_utf8_unchecked(self.ids.bytes(m)) })
     }
 
     /// Ids, in first-seen order, whose latency (first delivery - acknowledgement) passes.
@@ -1143,7 +1230,7 @@ impl IdTable {
         let Ok(s) = id.to_str() else {
             return Ok(None); // a lone surrogate: no id read from a file holds one
         };
-        Ok(self.index.get(s.as_bytes()).and_then(|&m| self.value(k, m as usize)))
+        Ok(self.ids.get(s.as_bytes()).and_then(|m| self.value(k, m as usize)))
     }
 
     /// How many ids have a value in the column.
