@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time as _time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,9 +53,15 @@ try:  # optional, faster still: typed records straight from the bytes, line by l
 except ImportError:  # pragma: no cover - depends on the environment
     _msgspec = None
 
-try:  # optional, fastest: the compiled scanner (scripts/build-native), columns and facts at once
+# optional, fastest: the compiled scanner (harness/native, built by scripts/build-native)
+_NATIVE_API = 1   # the scanner's interface this module speaks: a stale build goes unused
+try:
     from harness import _histfast as _native
 except ImportError:  # pragma: no cover - depends on the build
+    _native = None
+if _native is not None and getattr(_native, "API", None) != _NATIVE_API:
+    warnings.warn("harness._histfast is out of date (run scripts/build-native); histories load "
+                  "in pure Python", RuntimeWarning, stacklevel=1)
     _native = None
 if os.environ.get("HARNESS_NATIVE") == "0":   # force the Python paths (tests compare the two)
     _native = None
