@@ -1,13 +1,16 @@
-//! `harness._histfast`: one pass over a JSONL history file that builds the `History`'s
-//! columns and the facts of its sends and deliveries, the bulk of any history.
+//! `harness._histfast`: one pass over a JSONL history file that either builds the
+//! `History`'s columns, or reads and checks every op without building it and derives the
+//! per-message facts of its sends, deliveries and campaigns (`IdTable`), the bulk of any
+//! history, for the checkers.
 //!
 //! It only ever answers for plain files: every line one JSON object holding the six fields,
-//! well typed (see `harness/history.py`), sends naming a string id and deliveries a dict with
-//! a string "id". Anything else - a malformed, torn or blank-with-odd-space line, a lone
-//! surrogate escape, an integer beyond 64 bits, NaN, a non-UTF-8 byte, an unreadable file -
-//! makes `scan` return None, and the caller takes the pure-Python path, which gives the same
-//! results and reports the exact error with its line number. What `scan` returns is always
-//! what `json.loads`, line by line, would give. It never raises for a file's content.
+//! well typed (see `harness/history.py`). Anything else - a malformed, torn or
+//! blank-with-odd-space line, a lone surrogate escape, an integer beyond 64 bits, NaN, a
+//! non-UTF-8 byte, an unreadable file - makes `scan` return None, and the caller takes the
+//! pure-Python path, which gives the same results and reports the exact error with its line
+//! number. A send, delivery or campaign whose value breaks the conventions leaves the facts
+//! to Python (which reports the op). What `scan` returns is always what `json.loads`, line
+//! by line, would give. It never raises for a file's content.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
