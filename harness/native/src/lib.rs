@@ -222,6 +222,24 @@ fn set_item(d: &Obj, k: &Obj, v: &Obj) -> R<()> {
     Ok(())
 }
 
+/// A Python list grown op by op (no second copy of millions of pointers at the end).
+struct Column(Obj);
+
+impl Column {
+    fn new() -> R<Column> {
+        Ok(Column(Obj::new(unsafe { ffi::PyList_New(0) })?))
+    }
+
+    fn push(&self, item: Obj) -> R<()> {
+        // the list takes its own reference; item's is released on return
+        if unsafe { ffi::PyList_Append(self.0 .0, item.0) } < 0 {
+            unsafe { ffi::PyErr_Clear() };
+            return Err(Bail);
+        }
+        Ok(())
+    }
+}
+
 struct Scanner {
     objects: bool, // build every op's objects (the columns), or only check them
     facts: bool,
@@ -230,13 +248,8 @@ struct Scanner {
     ids: Ids,
     id_objs: Vec<Obj>,        // with objects: one string per id, shared by the values
     states: Vec<IdState>,
-    // the columns, with objects
-    process: Vec<Obj>,
-    type_: Vec<Obj>,
-    f: Vec<Obj>,
-    value: Vec<Obj>,
-    time: Vec<Obj>,
-    wall: Vec<Obj>,
+    // the columns, with objects: process, type, f, value, time, wall
+    columns: [Column; 6],
     times: Vec<i64>,
     // facts
     regular: bool, // every send names a string id, every delivery a dict with a string "id"
@@ -509,12 +522,8 @@ impl Scanner {
             ids: Ids::default(),
             id_objs: Vec::new(),
             states: Vec::new(),
-            process: Vec::new(),
-            type_: Vec::new(),
-            f: Vec::new(),
-            value: Vec::new(),
-            time: Vec::new(),
-            wall: Vec::new(),
+            columns: [Column::new()?, Column::new()?, Column::new()?, Column::new()?,
+                      Column::new()?, Column::new()?],
             times: Vec::new(),
             regular: true,
             deliveries: Vec::new(),
@@ -970,13 +979,11 @@ impl Scanner {
             let (Some(process), Some(value), Some(wall)) = (line.process, line.value, line.wall) else {
                 return Err(Bail);
             };
-            self.process.push(process);
-            self.type_.push(self.types[line.type_code].share());
+            let type_ = self.types[line.type_code].share();
             let f = self.name(&line.f)?;
-            self.f.push(f);
-            self.value.push(value);
-            self.time.push(int(t)?);
-            self.wall.push(wall);
+            for (column, item) in self.columns.iter().zip([process, type_, f, value, int(t)?, wall]) {
+                column.push(item)?;
+            }
         }
         self.times.push(t);
         Ok(())
@@ -1044,15 +1051,7 @@ impl Scanner {
     }
 
     fn columns(&mut self) -> R<Obj> {
-        let cols = vec![
-            list(std::mem::take(&mut self.process))?,
-            list(std::mem::take(&mut self.type_))?,
-            list(std::mem::take(&mut self.f))?,
-            list(std::mem::take(&mut self.value))?,
-            list(self.time.iter().map(Obj::share).collect())?,
-            list(std::mem::take(&mut self.wall))?,
-        ];
-        list(cols)
+        list(self.columns.iter().map(|c| c.0.share()).collect())
     }
 
     /// (origin, end, table, uncertain, repeated, others): the table holds, per id, the
