@@ -400,3 +400,28 @@ def test_a_history_changed_after_scanning_is_not_built_from_the_new_file(tmp_pat
         f.write(op("c1", "ok", "send", "a", 1).to_json() + "\n")
     with pytest.raises(HarnessError, match="changed since it was loaded"):
         list(history)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(free=True), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3),
+                                                st.sampled_from(list(b'{}[]",:\\ 0-9e\n'))),
+                                      min_size=1, max_size=3))
+def test_the_compiled_scanner_judges_mutated_histories_as_python_does(tmp_path_factory,
+                                                                      scenario, mutations):
+    require_native()
+    data = bytearray(b"".join(o.to_json().encode() + b"\n" for o in scenario.ops))
+    for at, cut, byte in mutations:
+        at %= len(data) + 1
+        data[at:at + cut] = bytes([byte])
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    path.write_bytes(bytes(data))
+    outcomes = []
+    for native in (True, False):
+        with MonkeyPatch.context() as mp:
+            if not native:
+                mp.setattr(history_module, "_native", None)
+            try:
+                outcomes.append(check(load_with_facts(path)).to_dict())
+            except HarnessError as e:
+                outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1]

@@ -371,3 +371,35 @@ def test_the_compiled_scanner_reads_odd_lines_as_json_does(tmp_path, line):
                 outcomes.append(str(e))
     # NaN != NaN: compare the text of what was loaded
     assert repr(outcomes[0]) == repr(outcomes[1])
+
+
+MUTATION_BYTES = st.sampled_from(list(b'{}[]",:\\ \t\r\n0123456789.-+eEtrufalsn\x00\x1f\x7f')
+                                 + [b"\xc3\xa9", b"\xff", b"\\u00e9", b"\\ud83d\\ude00",
+                                    b"\\ud800", b"\xe2\x80\xa8"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ops, min_size=1, max_size=6), st.lists(
+    st.tuples(st.integers(0, 10**6), st.integers(0, 3), MUTATION_BYTES), max_size=4))
+def test_the_compiled_scanner_agrees_with_json_on_mutated_lines(tmp_path_factory, written,
+                                                                mutations):
+    """Valid lines with bytes cut or inserted: whatever the scanner makes of them, the load
+    ends as the Python path's does (same ops, or the same error)."""
+    require_native()
+    data = bytearray(b"".join(op.to_json().encode() + b"\n" for op in written))
+    for at, cut, insert in mutations:
+        at %= len(data) + 1
+        data[at:at + cut] = insert if isinstance(insert, bytes) else bytes([insert])
+    path = tmp_path_factory.mktemp("h") / "history.jsonl"
+    path.write_bytes(bytes(data))
+    outcomes = []
+    for native in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not native:
+                mp.setattr(history_module, "_native", None)
+            try:
+                h = load_history(path)
+                outcomes.append(repr([(op, type(op.wall), type(op.value)) for op in h]))
+            except HarnessError as e:
+                outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1]

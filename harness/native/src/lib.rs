@@ -1158,7 +1158,8 @@ fn tuple<const N: usize>(items: [Obj; N]) -> R<Obj> {
 #[pyfunction]
 #[pyo3(signature = (path, columns = true))]
 fn scan(py: Python<'_>, path: PathBuf, columns: bool) -> PyResult<PyObject> {
-    let out = (|| -> R<Obj> {
+    // a panic is a bug here, but the Python path can still read the file: say so, and let it
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> R<Obj> {
         let mut s = Scanner::new(columns, !columns)?;
         s.read(&path)?;
         let none = || unsafe { Obj(ffi::Py_NewRef(ffi::Py_None())) };
@@ -1166,10 +1167,16 @@ fn scan(py: Python<'_>, path: PathBuf, columns: bool) -> PyResult<PyObject> {
         let ops = int(s.times.len() as i64)?;
         let cols = if columns { s.columns()? } else { none() };
         tuple([cols, ops, facts])
-    })();
+    }));
     match out {
-        Ok(t) => Ok(unsafe { PyObject::from_owned_ptr(py, t.into_ptr()) }),
-        Err(Bail) => Ok(py.None()),
+        Ok(Ok(t)) => Ok(unsafe { PyObject::from_owned_ptr(py, t.into_ptr()) }),
+        Ok(Err(Bail)) => Ok(py.None()),
+        Err(_) => {
+            let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &warning, c"harness._histfast failed (a bug, please report it): \
+                        reading this history with the Python path", 1)?;
+            Ok(py.None())
+        }
     }
 }
 
