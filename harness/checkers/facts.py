@@ -169,8 +169,9 @@ def load_with_facts(path: str | Path) -> History:
     history of millions of ops). What `check_file` uses; `facts_of` then finds them cached.
     A history whose facts cannot be derived loads all the same: `facts_of` raises later.
 
-    Through the compiled scanner when it is built (columns and the facts of sends and
-    deliveries in one native pass; same history, same facts)."""
+    Through the compiled scanner when it is built: one native pass reads and checks every op
+    and derives the facts of sends, deliveries and campaigns without building the ops (the
+    history builds them on first use); the same facts and verdict as the Python path."""
     scanned = scan_native(path, columns=False)
     if scanned is not None:
         history, parts = scanned
@@ -410,12 +411,6 @@ class FactsBuilder:
         first, repeated = dict(self.first), self._repeated(h, counts)
         for m, ds in repeated.items():
             first[m] = ds[0].time   # deliver ops may be out of time order: the earliest is first
-        return self._assemble(h, sent, sent_acked, first, counts, repeated)
-
-    def _assemble(self, h: History, sent: dict, sent_acked: dict, first: dict,
-                  counts: Counter, repeated: dict[str, tuple[Delivery, ...]]) -> Facts:
-        """The facts, from the sends' first invokes and oks, the deliveries, and what the
-        other ops gave this builder."""
         invoked = _plus_missing(sent, self.campaigned)     # sends take precedence
         acked = _plus_missing(sent_acked, self.campaign_acked)
         # not acknowledged: info unless refused and never answered "unknown" (ok > info > fail)
