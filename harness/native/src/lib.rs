@@ -253,7 +253,7 @@ struct Scanner {
     times: Vec<i64>,
     // facts
     regular: bool, // every send names a string id, every delivery a dict with a string "id"
-    deliveries: Vec<(u32, u32, u64)>, // (id, op, offset of its line in the file)
+    deliveries: Vec<(u32, u64)>, // (id, offset of its line in the file)
     others: Vec<Obj>, // (op, f, type, value, time) of the ops neither send nor deliver
 }
 
@@ -944,7 +944,7 @@ impl Scanner {
                     if st.first_op == NONE || t < self.times[st.first_op as usize] {
                         st.first_op = op;
                     }
-                    self.deliveries.push((m, op, at));
+                    self.deliveries.push((m, at));
                 }
                 (Kind::Campaign, _) => match self.campaign_ids(&b[line.span.0..line.span.1])? {
                     Some(ids) => {
@@ -1104,7 +1104,7 @@ impl Scanner {
             let mut at: Vec<Vec<Obj>> = (0..n_repeated).map(|_| Vec::new()).collect();
             let mut reader = std::io::BufReader::new(File::open(path).map_err(|_| Bail)?);
             let deliveries = std::mem::take(&mut self.deliveries);
-            for &(m, _, offset) in &deliveries {
+            for &(m, offset) in &deliveries {
                 let k = slot[m as usize];
                 if k != NONE {
                     at[k as usize].push(self.reread(&mut reader, offset)?);
