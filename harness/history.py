@@ -65,6 +65,7 @@ if _native is not None and getattr(_native, "API", None) != _NATIVE_API:
     _native = None
 if os.environ.get("HARNESS_NATIVE") == "0":   # force the Python paths (tests compare the two)
     _native = None
+_NATIVE_BLOCK = 1 << 22   # bytes the scanner reads at a time (tests make it small)
 
 TYPES = frozenset({"invoke", "ok", "fail", "info"})
 _TYPE_NAMES = {t: sys.intern(t) for t in TYPES}
@@ -282,7 +283,7 @@ def scan_native(path: str | Path, *, columns: bool = True) -> tuple[History, tup
     if _native is None:
         return None
     with gc_paused():
-        scanned = _native.scan(os.fspath(path), columns)
+        scanned = _native.scan(os.fspath(path), columns, True, _NATIVE_BLOCK)
     if scanned is None:
         return None
     built, ops, parts = scanned

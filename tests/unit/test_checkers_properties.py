@@ -331,11 +331,12 @@ def write_laid_out(path, ops: list[Op], rnd) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
 
 
-def judged_both_ways(path, bound_s):
+def judged_both_ways(path, bound_s, block):
     require_native()
-    native = load_with_facts(path)
-    assert isinstance(native, _ScannedHistory), "the compiled scanner refused a plain file"
     with MonkeyPatch.context() as mp:
+        mp.setattr(history_module, "_NATIVE_BLOCK", block)   # lines cut across blocks
+        native = load_with_facts(path)
+        assert isinstance(native, _ScannedHistory), "the compiled scanner refused a plain file"
         mp.setattr(history_module, "_native", None)
         python = load_with_facts(path)
     return (native, facts_of(native), check(native, late_bound_s=bound_s),
@@ -344,14 +345,14 @@ def judged_both_ways(path, bound_s):
 
 @settings(max_examples=150, deadline=None)
 @given(scenarios(free=True), st.sampled_from([0.5, 5.0, BOUND_S]),
-       st.randoms(use_true_random=False))
+       st.randoms(use_true_random=False), st.sampled_from([16, 100, 300, 1 << 22]))
 def test_the_compiled_scanner_derives_the_python_paths_facts(tmp_path_factory, scenario,
-                                                             bound_s, rnd):
+                                                             bound_s, rnd, block):
     ops = list(scenario.ops)
     rnd.shuffle(ops)
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     write_laid_out(path, ops, rnd)
-    native, nf, nv, python, pf, pv = judged_both_ways(path, bound_s)
+    native, nf, nv, python, pf, pv = judged_both_ways(path, bound_s, block)
     assert nf == pf
     assert nv.to_dict() == pv.to_dict() and nv.summary() == pv.summary()
     assert nf.acked_undelivered() == pf.acked_undelivered()
@@ -405,9 +406,10 @@ def test_a_history_changed_after_scanning_is_not_built_from_the_new_file(tmp_pat
 @settings(max_examples=150, deadline=None)
 @given(scenarios(free=True), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3),
                                                 st.sampled_from(list(b'{}[]",:\\ 0-9e\n'))),
-                                      min_size=1, max_size=3))
+                                      min_size=1, max_size=3), st.sampled_from([64, 1 << 22]))
 def test_the_compiled_scanner_judges_mutated_histories_as_python_does(tmp_path_factory,
-                                                                      scenario, mutations):
+                                                                      scenario, mutations,
+                                                                      block):
     require_native()
     data = bytearray(b"".join(o.to_json().encode() + b"\n" for o in scenario.ops))
     for at, cut, byte in mutations:
@@ -418,6 +420,7 @@ def test_the_compiled_scanner_judges_mutated_histories_as_python_does(tmp_path_f
     outcomes = []
     for native in (True, False):
         with MonkeyPatch.context() as mp:
+            mp.setattr(history_module, "_NATIVE_BLOCK", block)
             if not native:
                 mp.setattr(history_module, "_native", None)
             try:

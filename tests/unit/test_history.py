@@ -380,9 +380,10 @@ MUTATION_BYTES = st.sampled_from(list(b'{}[]",:\\ \t\r\n0123456789.-+eEtrufalsn\
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(ops, min_size=1, max_size=6), st.lists(
-    st.tuples(st.integers(0, 10**6), st.integers(0, 3), MUTATION_BYTES), max_size=4))
+    st.tuples(st.integers(0, 10**6), st.integers(0, 3), MUTATION_BYTES), max_size=4),
+    st.sampled_from([7, 64, 1 << 22]))
 def test_the_compiled_scanner_agrees_with_json_on_mutated_lines(tmp_path_factory, written,
-                                                                mutations):
+                                                                mutations, block):
     """Valid lines with bytes cut or inserted: whatever the scanner makes of them, the load
     ends as the Python path's does (same ops, or the same error)."""
     require_native()
@@ -395,6 +396,7 @@ def test_the_compiled_scanner_agrees_with_json_on_mutated_lines(tmp_path_factory
     outcomes = []
     for native in (True, False):
         with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(history_module, "_NATIVE_BLOCK", block)   # lines cut across blocks
             if not native:
                 mp.setattr(history_module, "_native", None)
             try:

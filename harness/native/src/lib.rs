@@ -157,12 +157,11 @@ enum Kind {
 }
 
 /// What the top-level value was, for the facts.
-#[derive(Clone, Copy)]
-enum Cap {
+enum Cap<'a> {
     None,
-    Str(u32),       // a string: its id
-    DictId(u32),    // a dict whose "id" is a string: that id
-    DictBadId,      // a dict whose "id" is not a string
+    Str(Cow<'a, [u8]>),    // a string: a message id
+    DictId(Cow<'a, [u8]>), // a dict whose "id" is a string: that id
+    DictBadId,             // a dict whose "id" is not a string
 }
 
 /// An owned reference, released on drop (so that bailing out half-way leaks nothing).
@@ -242,6 +241,8 @@ impl Column {
 
 struct Scanner {
     objects: bool, // build every op's objects (the columns), or only check them
+    threads: bool, // read and check lines on two threads
+    block: usize,  // bytes read at a time
     facts: bool,
     names: FxMap<Obj>,
     types: [Obj; 4], // invoke, ok, fail, info (interned: the very objects sys.intern gives)
@@ -493,21 +494,178 @@ fn skip(b: &[u8], i: &mut usize, depth: u32) -> R<()> {
     }
 }
 
-/// One line's op, as parsed.
-struct Line<'a> {
-    process: Option<Obj>, // with objects only
+/// One line's op, read and checked, with no Python object made (worker threads read lines).
+struct Pre<'a> {
+    process: Cow<'a, [u8]>,
     type_code: usize,
     f: Cow<'a, [u8]>,
     kind: Kind,
-    value: Option<Obj>,   // with objects only
-    span: (usize, usize), // the value's bytes in the line
-    cap: Cap,
+    value: (usize, usize), // the value's bytes in the line
+    cap: Cap<'a>,
     time: i64,
-    wall: Option<Obj>,    // with objects only
+    wall: (usize, usize),  // the wall's bytes in the line
+}
+
+/// Checks an op's value without building it; a string, or a dict's string "id", is taken
+/// as a message id.
+fn check_value<'a>(b: &'a [u8], i: &mut usize) -> R<Cap<'a>> {
+    skip_ws(b, i);
+    match b.get(*i) {
+        Some(b'"') => Ok(Cap::Str(string(b, i)?)),
+        Some(b'{') => {
+            *i += 1;
+            let mut cap = Cap::None;
+            skip_ws(b, i);
+            if b.get(*i) == Some(&b'}') {
+                *i += 1;
+                return Ok(cap);
+            }
+            loop {
+                skip_ws(b, i);
+                if b.get(*i) != Some(&b'"') {
+                    return Err(Bail);
+                }
+                let key = string(b, i)?;
+                expect(b, i, b':')?;
+                skip_ws(b, i);
+                if &*key == b"id" && b.get(*i) == Some(&b'"') {
+                    cap = Cap::DictId(string(b, i)?); // the last "id" wins, as in the dict
+                } else {
+                    if &*key == b"id" {
+                        cap = Cap::DictBadId;
+                    }
+                    skip(b, i, 1)?;
+                }
+                skip_ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(b'}') => {
+                        *i += 1;
+                        return Ok(cap);
+                    }
+                    _ => return Err(Bail),
+                }
+            }
+        }
+        _ => skip(b, i, 0).map(|_| Cap::None),
+    }
+}
+
+/// One line (without its newline), read and checked: None if blank.
+fn parse_line(b: &[u8]) -> R<Option<Pre<'_>>> {
+    let mut i = 0;
+    skip_ws(b, &mut i);
+    if i == b.len() {
+        return Ok(None);
+    }
+    if b[i] != b'{' {
+        return Err(Bail);
+    }
+    i += 1;
+    let (mut process, mut f, mut value, mut wall) = (None, None, None, None);
+    let (mut type_code, mut time) = (NONE as usize, None);
+    let (mut kind, mut cap) = (Kind::Other, Cap::None);
+    loop {
+        skip_ws(b, &mut i);
+        if b.get(i) != Some(&b'"') {
+            return Err(Bail);
+        }
+        let key = string(b, &mut i)?;
+        expect(b, &mut i, b':')?;
+        skip_ws(b, &mut i);
+        let first = *b.get(i).ok_or(Bail)?;
+        match &*key {
+            b"process" | b"f" | b"type" => {
+                if first != b'"' {
+                    return Err(Bail); // not a string: Python reports it
+                }
+                let s = string(b, &mut i)?;
+                match &*key {
+                    b"process" => process = Some(s),
+                    b"f" => {
+                        kind = match &*s {
+                            b"send" => Kind::Send,
+                            b"deliver" => Kind::Deliver,
+                            b"campaign" => Kind::Campaign,
+                            _ => Kind::Other,
+                        };
+                        f = Some(s);
+                    }
+                    _ => {
+                        type_code = match &*s {
+                            b"invoke" => 0,
+                            b"ok" => 1,
+                            b"fail" => 2,
+                            b"info" => 3,
+                            _ => return Err(Bail),
+                        };
+                    }
+                }
+            }
+            b"value" => {
+                let start = i;
+                cap = check_value(b, &mut i)?;
+                value = Some((start, i));
+            }
+            b"time" | b"wall" => {
+                if !(first == b'-' || first.is_ascii_digit()) {
+                    return Err(Bail); // a bool, a string...: Python reports it
+                }
+                let start = i;
+                let float = number_end(b, &mut i)?;
+                if &*key == b"time" {
+                    if float {
+                        return Err(Bail);
+                    }
+                    let s = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
+                    time = Some(s.parse::<i64>().map_err(|_| Bail)?);
+                } else {
+                    if !float {
+                        fits_i64(&b[start..i])?;
+                    }
+                    wall = Some((start, i));
+                }
+            }
+            _ => skip(b, &mut i, 0)?, // another field: valid JSON, ignored
+        }
+        skip_ws(b, &mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return Err(Bail),
+        }
+    }
+    skip_ws(b, &mut i);
+    if i != b.len() || type_code == NONE as usize {
+        return Err(Bail);
+    }
+    let (Some(process), Some(f), Some(value), Some(time), Some(wall)) = (process, f, value, time, wall)
+    else {
+        return Err(Bail); // a field missing
+    };
+    Ok(Some(Pre { process, type_code, f, kind, value, cap, time, wall }))
+}
+
+/// The ops of the whole lines of data (each ending with a newline), read and checked, with
+/// where each line starts and ends in data; blank lines left out.
+fn parse_lines(data: &[u8]) -> R<Vec<(usize, usize, Pre<'_>)>> {
+    std::str::from_utf8(data).map_err(|_| Bail)?;
+    let mut out = Vec::with_capacity(data.len() / 96);
+    let mut start = 0;
+    for line in data[..data.len() - 1].split(|&c| c == b'\n') {
+        if let Some(pre) = parse_line(line)? {
+            out.push((start, start + line.len(), pre));
+        }
+        start += line.len() + 1;
+    }
+    Ok(out)
 }
 
 impl Scanner {
-    fn new(objects: bool, facts: bool) -> R<Scanner> {
+    fn new(objects: bool, facts: bool, threads: bool, block: usize) -> R<Scanner> {
         let intern = |s: &str| -> R<Obj> {
             let o = text(s.as_bytes())?;
             let mut p = o.into_ptr();
@@ -516,6 +674,8 @@ impl Scanner {
         };
         Ok(Scanner {
             objects,
+            threads,
+            block: block.max(1),
             facts,
             names: FxMap::default(),
             types: [intern("invoke")?, intern("ok")?, intern("fail")?, intern("info")?],
@@ -579,7 +739,7 @@ impl Scanner {
     fn value(&mut self, b: &[u8], i: &mut usize, depth: u32) -> R<Obj> {
         skip_ws(b, i);
         match *b.get(*i).ok_or(Bail)? {
-            b'{' => Ok(self.object(b, i, depth + 1, false)?.0),
+            b'{' => self.object(b, i, depth + 1, false),
             b'[' => {
                 if depth + 1 > MAX_DEPTH {
                     return Err(Bail);
@@ -623,19 +783,18 @@ impl Scanner {
         }
     }
 
-    /// A JSON object at b[*i] == '{'. With `capture`, a string "id" in it is taken as a
-    /// message id (the last "id" wins, as in the dict).
-    fn object(&mut self, b: &[u8], i: &mut usize, depth: u32, capture: bool) -> R<(Obj, Cap)> {
+    /// A JSON object at b[*i] == '{'. With `ids`, a string "id" in it is a message id (its
+    /// string shared).
+    fn object(&mut self, b: &[u8], i: &mut usize, depth: u32, ids: bool) -> R<Obj> {
         if depth > MAX_DEPTH {
             return Err(Bail);
         }
         *i += 1;
         let d = Obj::new(unsafe { ffi::PyDict_New() })?;
-        let mut cap = Cap::None;
         skip_ws(b, i);
         if b.get(*i) == Some(&b'}') {
             *i += 1;
-            return Ok((d, cap));
+            return Ok(d);
         }
         loop {
             skip_ws(b, i);
@@ -646,16 +805,8 @@ impl Scanner {
             let k = self.name(&key)?;
             expect(b, i, b':')?;
             skip_ws(b, i);
-            let v = if capture && &*key == b"id" {
-                if b.get(*i) == Some(&b'"') {
-                    let s = string(b, i)?;
-                    let (m, v) = self.shared_id(&s)?;
-                    cap = Cap::DictId(m);
-                    v
-                } else {
-                    cap = Cap::DictBadId;
-                    self.value(b, i, depth)?
-                }
+            let v = if ids && &*key == b"id" && b.get(*i) == Some(&b'"') {
+                self.shared_id(&string(b, i)?)?.1
             } else {
                 self.value(b, i, depth)?
             };
@@ -665,61 +816,10 @@ impl Scanner {
                 Some(b',') => *i += 1,
                 Some(b'}') => {
                     *i += 1;
-                    return Ok((d, cap));
+                    return Ok(d);
                 }
                 _ => return Err(Bail),
             }
-        }
-    }
-
-    /// Checks an op's value without building it; a string, or a dict's string "id", is
-    /// taken as a message id.
-    fn check_value(&mut self, b: &[u8], i: &mut usize) -> R<Cap> {
-        skip_ws(b, i);
-        match b.get(*i) {
-            Some(b'"') => {
-                let s = string(b, i)?;
-                Ok(Cap::Str(self.id(&s)?))
-            }
-            Some(b'{') => {
-                *i += 1;
-                let mut cap = Cap::None;
-                skip_ws(b, i);
-                if b.get(*i) == Some(&b'}') {
-                    *i += 1;
-                    return Ok(cap);
-                }
-                loop {
-                    skip_ws(b, i);
-                    if b.get(*i) != Some(&b'"') {
-                        return Err(Bail);
-                    }
-                    let key = string(b, i)?;
-                    expect(b, i, b':')?;
-                    skip_ws(b, i);
-                    if &*key == b"id" {
-                        if b.get(*i) == Some(&b'"') {
-                            let s = string(b, i)?;
-                            cap = Cap::DictId(self.id(&s)?);
-                        } else {
-                            cap = Cap::DictBadId;
-                            skip(b, i, 1)?;
-                        }
-                    } else {
-                        skip(b, i, 1)?;
-                    }
-                    skip_ws(b, i);
-                    match b.get(*i) {
-                        Some(b',') => *i += 1,
-                        Some(b'}') => {
-                            *i += 1;
-                            return Ok(cap);
-                        }
-                        _ => return Err(Bail),
-                    }
-                }
-            }
-            _ => skip(b, i, 0).map(|_| Cap::None),
         }
     }
 
@@ -783,152 +883,29 @@ impl Scanner {
     }
 
     /// The op's value, built: a string is a message id, and so is a dict's string "id".
-    fn top_value(&mut self, b: &[u8], i: &mut usize) -> R<(Obj, Cap)> {
-        skip_ws(b, i);
-        match b.get(*i) {
-            Some(b'"') => {
-                let s = string(b, i)?;
-                let (m, v) = self.shared_id(&s)?;
-                Ok((v, Cap::Str(m)))
-            }
-            Some(b'{') => self.object(b, i, 1, true),
-            _ => Ok((self.value(b, i, 0)?, Cap::None)),
-        }
-    }
-
-    /// One line (without its newline): None if blank. With `objects`, process, value and
-    /// wall are built too.
-    fn parse_line<'a>(&mut self, b: &'a [u8], objects: bool) -> R<Option<Line<'a>>> {
+    fn top_value(&mut self, b: &[u8]) -> R<Obj> {
         let mut i = 0;
         skip_ws(b, &mut i);
-        if i == b.len() {
-            return Ok(None);
+        match b.get(i) {
+            Some(b'"') => Ok(self.shared_id(&string(b, &mut i)?)?.1),
+            Some(b'{') => self.object(b, &mut i, 1, true),
+            _ => self.value(b, &mut i, 0),
         }
-        if b[i] != b'{' {
-            return Err(Bail);
-        }
-        i += 1;
-        let (mut process, mut f, mut value, mut wall) = (None, None, None, None);
-        let (mut has_process, mut type_code, mut time, mut has_wall) = (false, NONE as usize, None, false);
-        let (mut kind, mut cap, mut span) = (Kind::Other, Cap::None, (0, 0));
-        let mut has_value = false;
-        loop {
-            skip_ws(b, &mut i);
-            if b.get(i) != Some(&b'"') {
-                return Err(Bail);
-            }
-            let key = string(b, &mut i)?;
-            expect(b, &mut i, b':')?;
-            skip_ws(b, &mut i);
-            let first = *b.get(i).ok_or(Bail)?;
-            match &*key {
-                b"process" | b"f" | b"type" => {
-                    if first != b'"' {
-                        return Err(Bail); // not a string: Python reports it
-                    }
-                    let s = string(b, &mut i)?;
-                    match &*key {
-                        b"process" => {
-                            has_process = true;
-                            process = if objects { Some(self.name(&s)?) } else { None };
-                        }
-                        b"f" => {
-                            kind = match &*s {
-                                b"send" => Kind::Send,
-                                b"deliver" => Kind::Deliver,
-                                b"campaign" => Kind::Campaign,
-                                _ => Kind::Other,
-                            };
-                            f = Some(s);
-                        }
-                        _ => {
-                            type_code = match &*s {
-                                b"invoke" => 0,
-                                b"ok" => 1,
-                                b"fail" => 2,
-                                b"info" => 3,
-                                _ => return Err(Bail),
-                            };
-                        }
-                    }
-                }
-                b"value" => {
-                    has_value = true;
-                    let start = i;
-                    if objects {
-                        let (v, c) = self.top_value(b, &mut i)?;
-                        value = Some(v);
-                        cap = c;
-                    } else {
-                        cap = self.check_value(b, &mut i)?;
-                    }
-                    span = (start, i);
-                }
-                b"time" | b"wall" => {
-                    if !(first == b'-' || first.is_ascii_digit()) {
-                        return Err(Bail); // a bool, a string...: Python reports it
-                    }
-                    let start = i;
-                    let float = number_end(b, &mut i)?;
-                    let s = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
-                    if &*key == b"time" {
-                        if float {
-                            return Err(Bail);
-                        }
-                        time = Some(s.parse::<i64>().map_err(|_| Bail)?);
-                    } else {
-                        has_wall = true;
-                        wall = if objects {
-                            let mut j = start;
-                            Some(number(b, &mut j)?)
-                        } else {
-                            if !float {
-                                fits_i64(s.as_bytes())?;
-                            }
-                            None
-                        };
-                    }
-                }
-                _ => skip(b, &mut i, 0)?, // another field: valid JSON, ignored
-            }
-            skip_ws(b, &mut i);
-            match b.get(i) {
-                Some(b',') => i += 1,
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return Err(Bail),
-            }
-        }
-        skip_ws(b, &mut i);
-        if i != b.len() {
-            return Err(Bail);
-        }
-        let (Some(f), Some(time)) = (f, time) else {
-            return Err(Bail);
-        };
-        if !(has_process && has_value && has_wall) || type_code == NONE as usize {
-            return Err(Bail); // a field missing
-        }
-        Ok(Some(Line { process, type_code, f, kind, value, span, cap, time, wall }))
     }
 
-    /// One line (without its newline) at offset `at` of the file.
-    fn line(&mut self, b: &[u8], at: u64) -> R<()> {
-        let objects = self.objects;
-        let Some(line) = self.parse_line(b, objects)? else {
-            return Ok(());
-        };
+    /// One op (of line b, at offset `at` of the file): its facts, and with objects its row.
+    fn op(&mut self, b: &[u8], line: Pre<'_>, at: u64) -> R<()> {
         let op = self.times.len();
         if op >= NONE as usize {
             return Err(Bail);
         }
         let op = op as u32;
         let t = line.time;
+        let value = &b[line.value.0..line.value.1];
         if self.facts && self.regular {
-            match (line.kind, line.cap) {
-                (Kind::Send, Cap::Str(m)) => {
+            match (line.kind, &line.cap) {
+                (Kind::Send, Cap::Str(id)) => {
+                    let m = self.id(id)?;
                     let st = &mut self.states[m as usize];
                     match line.type_code {
                         0 if st.sent_op == NONE => st.sent_op = op,
@@ -938,7 +915,8 @@ impl Scanner {
                         _ => {}
                     }
                 }
-                (Kind::Deliver, Cap::DictId(m)) => {
+                (Kind::Deliver, Cap::DictId(id)) => {
+                    let m = self.id(id)?;
                     let st = &mut self.states[m as usize];
                     st.count += 1;
                     if st.first_op == NONE || t < self.times[st.first_op as usize] {
@@ -946,7 +924,7 @@ impl Scanner {
                     }
                     self.deliveries.push((m, at));
                 }
-                (Kind::Campaign, _) => match self.campaign_ids(&b[line.span.0..line.span.1])? {
+                (Kind::Campaign, _) => match self.campaign_ids(value)? {
                     Some(ids) => {
                         for m in ids {
                             let st = &mut self.states[m as usize];
@@ -964,29 +942,32 @@ impl Scanner {
                     None => self.regular = false,
                 },
                 (Kind::Other, _) => {
-                    let value = match &line.value {
-                        Some(v) => v.share(),
-                        None => self.value(&b[line.span.0..line.span.1], &mut 0, 0)?,
-                    };
-                    let items = [int(op as i64)?, self.name(&line.f)?, self.types[line.type_code].share(),
-                                 value, int(t)?];
+                    let items = [int(op as i64)?, self.name(&line.f)?,
+                                 self.types[line.type_code].share(), self.value(value, &mut 0, 0)?,
+                                 int(t)?];
                     self.others.push(tuple(items)?);
                 }
                 _ => self.regular = false,
             }
         }
-        if objects {
-            let (Some(process), Some(value), Some(wall)) = (line.process, line.value, line.wall) else {
-                return Err(Bail);
-            };
-            let type_ = self.types[line.type_code].share();
-            let f = self.name(&line.f)?;
-            for (column, item) in self.columns.iter().zip([process, type_, f, value, int(t)?, wall]) {
+        if self.objects {
+            let row = [self.name(&line.process)?, self.types[line.type_code].share(),
+                       self.name(&line.f)?, self.top_value(value)?, int(t)?,
+                       number(&b[line.wall.0..line.wall.1], &mut 0)?];
+            for (column, item) in self.columns.iter().zip(row) {
                 column.push(item)?;
             }
         }
         self.times.push(t);
         Ok(())
+    }
+
+    /// One line (without its newline) at offset `at` of the file.
+    fn line(&mut self, b: &[u8], at: u64) -> R<()> {
+        match parse_line(b)? {
+            Some(pre) => self.op(b, pre, at),
+            None => Ok(()),
+        }
     }
 
     fn read(&mut self, path: &PathBuf) -> R<()> {
@@ -999,7 +980,7 @@ impl Scanner {
             self.states.reserve(guess / 3);
         }
         let mut buf: Vec<u8> = Vec::new(); // the start of a line, carried over
-        let mut block = vec![0u8; 1 << 20];
+        let mut block = vec![0u8; self.block];
         let mut offset: u64 = 0; // of block in the file
         loop {
             let n = loop {
@@ -1040,12 +1021,29 @@ impl Scanner {
     }
 
     /// Whole lines, each ending with a newline; `at` is the offset of data in the file.
+    /// Reading and checking them (most of the work) is split between two threads, cut at a
+    /// newline near the middle; their ops are then taken in order here, with the GIL.
     fn lines(&mut self, data: &[u8], at: u64) -> R<()> {
-        std::str::from_utf8(data).map_err(|_| Bail)?;
-        let mut start = 0;
-        for line in data[..data.len() - 1].split(|&c| c == b'\n') {
-            self.line(line, at + start as u64)?;
-            start += line.len() + 1;
+        let mid = data.len() / 2;
+        let cut = match data[mid..].iter().position(|&c| c == b'\n') {
+            Some(k) if mid + k + 1 < data.len() => mid + k + 1,
+            _ => 0, // one line or so: no split
+        };
+        let (first, second) = if cut == 0 || !self.threads {
+            (parse_lines(data)?, Vec::new())
+        } else {
+            let (a, b) = data.split_at(cut);
+            let (first, second) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| parse_lines(b));
+                let mine = parse_lines(a);
+                (mine, other.join())
+            });
+            (first?, second.map_err(|_| Bail)??)
+        };
+        for (base, parsed) in [(0, first), (cut, second)] {
+            for (start, end, pre) in parsed {
+                self.op(&data[base + start..base + end], pre, at + (base + start) as u64)?;
+            }
         }
         Ok(())
     }
@@ -1131,11 +1129,11 @@ impl Scanner {
             line.pop();
         }
         std::str::from_utf8(&line).map_err(|_| Bail)?;
-        let Some(parsed) = self.parse_line(&line, true)? else {
+        let Some(pre) = parse_line(&line)? else {
             return Err(Bail); // the file changed under us
         };
-        let value = parsed.value.ok_or(Bail)?;
-        tuple([int(parsed.time)?, value])
+        let value = self.top_value(&line[pre.value.0..pre.value.1])?;
+        tuple([int(pre.time)?, value])
     }
 }
 
@@ -1147,8 +1145,10 @@ fn tuple<const N: usize>(items: [Obj; N]) -> R<Obj> {
     Ok(t)
 }
 
-/// scan(path, columns=True) -> None | (columns, ops, facts)
+/// scan(path, columns=True, threads=True, block=4 MiB) -> None | (columns, ops, facts)
 ///
+/// threads: read and check lines on two threads; block: bytes read at a time (the tests make
+/// both small, to cut lines and blocks everywhere).
 /// With columns: (the six lists process, type, f, value, time, wall; ops; None).
 /// Without: (None; ops; the facts, see `Scanner::facts`), every op checked as if built; the
 /// facts are None when some send's value is not a string, some delivery's not a dict with a
@@ -1156,11 +1156,11 @@ fn tuple<const N: usize>(items: [Obj; N]) -> R<Obj> {
 /// derives them, and reports the op).
 /// None: the file is not plain (see the module's doc); take the Python path.
 #[pyfunction]
-#[pyo3(signature = (path, columns = true))]
-fn scan(py: Python<'_>, path: PathBuf, columns: bool) -> PyResult<PyObject> {
+#[pyo3(signature = (path, columns = true, threads = true, block = 1 << 22))]
+fn scan(py: Python<'_>, path: PathBuf, columns: bool, threads: bool, block: usize) -> PyResult<PyObject> {
     // a panic is a bug here, but the Python path can still read the file: say so, and let it
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> R<Obj> {
-        let mut s = Scanner::new(columns, !columns)?;
+        let mut s = Scanner::new(columns, !columns, threads, block)?;
         s.read(&path)?;
         let none = || unsafe { Obj(ffi::Py_NewRef(ffi::Py_None())) };
         let facts = if !columns && s.regular { s.facts(&path)? } else { none() };
