@@ -442,6 +442,62 @@ fn literal(b: &[u8], i: &mut usize, word: &[u8]) -> R<()> {
     }
 }
 
+/// The members of a JSON object at b[*i] == '{': `member` gets each key, unescaped, with *i
+/// at its value (after whitespace), and leaves *i past the value. The one copy of the
+/// object grammar every reader here uses.
+fn members<'a>(b: &'a [u8], i: &mut usize,
+               mut member: impl FnMut(Cow<'a, [u8]>, &mut usize) -> R<()>) -> R<()> {
+    *i += 1;
+    skip_ws(b, i);
+    if b.get(*i) == Some(&b'}') {
+        *i += 1;
+        return Ok(());
+    }
+    loop {
+        skip_ws(b, i);
+        if b.get(*i) != Some(&b'"') {
+            return Err(Bail);
+        }
+        let key = string(b, i)?;
+        expect(b, i, b':')?;
+        skip_ws(b, i);
+        member(key, i)?;
+        skip_ws(b, i);
+        match b.get(*i) {
+            Some(b',') => *i += 1,
+            Some(b'}') => {
+                *i += 1;
+                return Ok(());
+            }
+            _ => return Err(Bail),
+        }
+    }
+}
+
+/// The elements of a JSON array at b[*i] == '[': `element` gets *i at each (after
+/// whitespace), and leaves *i past it.
+fn elements(b: &[u8], i: &mut usize, mut element: impl FnMut(&mut usize) -> R<()>) -> R<()> {
+    *i += 1;
+    skip_ws(b, i);
+    if b.get(*i) == Some(&b']') {
+        *i += 1;
+        return Ok(());
+    }
+    loop {
+        skip_ws(b, i);
+        element(i)?;
+        skip_ws(b, i);
+        match b.get(*i) {
+            Some(b',') => *i += 1,
+            Some(b']') => {
+                *i += 1;
+                return Ok(());
+            }
+            _ => return Err(Bail),
+        }
+    }
+}
+
 /// Past one JSON value at b[*i] (after whitespace), checking it as json.loads would.
 fn skip(b: &[u8], i: &mut usize, depth: u32) -> R<()> {
     skip_ws(b, i);
@@ -450,32 +506,10 @@ fn skip(b: &[u8], i: &mut usize, depth: u32) -> R<()> {
             if depth + 1 > MAX_DEPTH {
                 return Err(Bail);
             }
-            let close = if open == b'{' { b'}' } else { b']' };
-            *i += 1;
-            skip_ws(b, i);
-            if b.get(*i) == Some(&close) {
-                *i += 1;
-                return Ok(());
-            }
-            loop {
-                if open == b'{' {
-                    skip_ws(b, i);
-                    if b.get(*i) != Some(&b'"') {
-                        return Err(Bail);
-                    }
-                    string(b, i)?;
-                    expect(b, i, b':')?;
-                }
-                skip(b, i, depth + 1)?;
-                skip_ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(&c) if c == close => {
-                        *i += 1;
-                        return Ok(());
-                    }
-                    _ => return Err(Bail),
-                }
+            if open == b'{' {
+                members(b, i, |_, i| skip(b, i, depth + 1))
+            } else {
+                elements(b, i, |i| skip(b, i, depth + 1))
             }
         }
         b'"' => string(b, i).map(drop),
@@ -513,39 +547,21 @@ fn check_value<'a>(b: &'a [u8], i: &mut usize) -> R<Cap<'a>> {
     match b.get(*i) {
         Some(b'"') => Ok(Cap::Str(string(b, i)?)),
         Some(b'{') => {
-            *i += 1;
             let mut cap = Cap::None;
-            skip_ws(b, i);
-            if b.get(*i) == Some(&b'}') {
-                *i += 1;
-                return Ok(cap);
-            }
-            loop {
-                skip_ws(b, i);
-                if b.get(*i) != Some(&b'"') {
-                    return Err(Bail);
+            members(b, i, |key, i| {
+                if &*key != b"id" {
+                    return skip(b, i, 1);
                 }
-                let key = string(b, i)?;
-                expect(b, i, b':')?;
-                skip_ws(b, i);
-                if &*key == b"id" && b.get(*i) == Some(&b'"') {
-                    cap = Cap::DictId(string(b, i)?); // the last "id" wins, as in the dict
+                // the last "id" wins, as in the dict
+                if b.get(*i) == Some(&b'"') {
+                    cap = Cap::DictId(string(b, i)?);
+                    Ok(())
                 } else {
-                    if &*key == b"id" {
-                        cap = Cap::DictBadId;
-                    }
-                    skip(b, i, 1)?;
+                    cap = Cap::DictBadId;
+                    skip(b, i, 1)
                 }
-                skip_ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(b'}') => {
-                        *i += 1;
-                        return Ok(cap);
-                    }
-                    _ => return Err(Bail),
-                }
-            }
+            })?;
+            Ok(cap)
         }
         _ => skip(b, i, 0).map(|_| Cap::None),
     }
@@ -561,25 +577,17 @@ fn parse_line(b: &[u8]) -> R<Option<Pre<'_>>> {
     if b[i] != b'{' {
         return Err(Bail);
     }
-    i += 1;
     let (mut process, mut f, mut value, mut wall) = (None, None, None, None);
     let (mut type_code, mut time) = (NONE as usize, None);
     let (mut kind, mut cap) = (Kind::Other, Cap::None);
-    loop {
-        skip_ws(b, &mut i);
-        if b.get(i) != Some(&b'"') {
-            return Err(Bail);
-        }
-        let key = string(b, &mut i)?;
-        expect(b, &mut i, b':')?;
-        skip_ws(b, &mut i);
-        let first = *b.get(i).ok_or(Bail)?;
+    members(b, &mut i, |key, i| {
+        let first = *b.get(*i).ok_or(Bail)?;
         match &*key {
             b"process" | b"f" | b"type" => {
                 if first != b'"' {
                     return Err(Bail); // not a string: Python reports it
                 }
-                let s = string(b, &mut i)?;
+                let s = string(b, i)?;
                 match &*key {
                     b"process" => process = Some(s),
                     b"f" => {
@@ -603,41 +611,33 @@ fn parse_line(b: &[u8]) -> R<Option<Pre<'_>>> {
                 }
             }
             b"value" => {
-                let start = i;
-                cap = check_value(b, &mut i)?;
-                value = Some((start, i));
+                let start = *i;
+                cap = check_value(b, i)?;
+                value = Some((start, *i));
             }
             b"time" | b"wall" => {
                 if !(first == b'-' || first.is_ascii_digit()) {
                     return Err(Bail); // a bool, a string...: Python reports it
                 }
-                let start = i;
-                let float = number_end(b, &mut i)?;
+                let start = *i;
+                let float = number_end(b, i)?;
                 if &*key == b"time" {
                     if float {
                         return Err(Bail);
                     }
-                    let s = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
+                    let s = unsafe { std::str::from_utf8_unchecked(&b[start..*i]) };
                     time = Some(s.parse::<i64>().map_err(|_| Bail)?);
                 } else {
                     if !float {
-                        fits_i64(&b[start..i])?;
+                        fits_i64(&b[start..*i])?;
                     }
-                    wall = Some((start, i));
+                    wall = Some((start, *i));
                 }
             }
-            _ => skip(b, &mut i, 0)?, // another field: valid JSON, ignored
+            _ => skip(b, i, 0)?, // another field: valid JSON, ignored
         }
-        skip_ws(b, &mut i);
-        match b.get(i) {
-            Some(b',') => i += 1,
-            Some(b'}') => {
-                i += 1;
-                break;
-            }
-            _ => return Err(Bail),
-        }
-    }
+        Ok(())
+    })?;
     skip_ws(b, &mut i);
     if i != b.len() || type_code == NONE as usize {
         return Err(Bail);
@@ -744,25 +744,11 @@ impl Scanner {
                 if depth + 1 > MAX_DEPTH {
                     return Err(Bail);
                 }
-                *i += 1;
                 let mut items = Vec::new();
-                skip_ws(b, i);
-                if b.get(*i) == Some(&b']') {
-                    *i += 1;
-                } else {
-                    loop {
-                        items.push(self.value(b, i, depth + 1)?);
-                        skip_ws(b, i);
-                        match b.get(*i) {
-                            Some(b',') => *i += 1,
-                            Some(b']') => {
-                                *i += 1;
-                                break;
-                            }
-                            _ => return Err(Bail),
-                        }
-                    }
-                }
+                elements(b, i, |i| {
+                    items.push(self.value(b, i, depth + 1)?);
+                    Ok(())
+                })?;
                 list(items)
             }
             b'"' => text(&string(b, i)?),
@@ -789,38 +775,17 @@ impl Scanner {
         if depth > MAX_DEPTH {
             return Err(Bail);
         }
-        *i += 1;
         let d = Obj::new(unsafe { ffi::PyDict_New() })?;
-        skip_ws(b, i);
-        if b.get(*i) == Some(&b'}') {
-            *i += 1;
-            return Ok(d);
-        }
-        loop {
-            skip_ws(b, i);
-            if b.get(*i) != Some(&b'"') {
-                return Err(Bail);
-            }
-            let key = string(b, i)?;
+        members(b, i, |key, i| {
             let k = self.name(&key)?;
-            expect(b, i, b':')?;
-            skip_ws(b, i);
             let v = if ids && &*key == b"id" && b.get(*i) == Some(&b'"') {
                 self.shared_id(&string(b, i)?)?.1
             } else {
                 self.value(b, i, depth)?
             };
-            set_item(&d, &k, &v)?;
-            skip_ws(b, i);
-            match b.get(*i) {
-                Some(b',') => *i += 1,
-                Some(b'}') => {
-                    *i += 1;
-                    return Ok(d);
-                }
-                _ => return Err(Bail),
-            }
-        }
+            set_item(&d, &k, &v)
+        })?;
+        Ok(d)
     }
 
     /// The message ids of a campaign's value {"campaign": ..., "ids": [...]} ("ids" may be
@@ -831,55 +796,31 @@ impl Scanner {
         if b.get(i) != Some(&b'{') {
             return Ok(None);
         }
-        i += 1;
-        let mut ids = Vec::new();
-        skip_ws(b, &mut i);
-        if b.get(i) == Some(&b'}') {
-            return Ok(Some(ids));
-        }
-        loop {
-            skip_ws(b, &mut i);
-            let key = string(b, &mut i)?;
-            expect(b, &mut i, b':')?;
-            skip_ws(b, &mut i);
-            if &*key == b"ids" {
-                if b.get(i) != Some(&b'[') {
-                    return Ok(None);
-                }
-                i += 1;
-                ids.clear(); // the last "ids" wins
-                skip_ws(b, &mut i);
-                if b.get(i) == Some(&b']') {
-                    i += 1;
-                } else {
-                    loop {
-                        skip_ws(b, &mut i);
-                        if b.get(i) != Some(&b'"') {
-                            return Ok(None);
-                        }
-                        let s = string(b, &mut i)?;
-                        ids.push(self.id(&s)?);
-                        skip_ws(b, &mut i);
-                        match b.get(i) {
-                            Some(b',') => i += 1,
-                            Some(b']') => {
-                                i += 1;
-                                break;
-                            }
-                            _ => return Err(Bail),
-                        }
-                    }
-                }
-            } else {
-                skip(b, &mut i, 1)?;
+        let mut ids = Some(Vec::new());
+        members(b, &mut i, |key, i| {
+            if &*key != b"ids" {
+                return skip(b, i, 1);
             }
-            skip_ws(b, &mut i);
-            match b.get(i) {
-                Some(b',') => i += 1,
-                Some(b'}') => return Ok(Some(ids)),
-                _ => return Err(Bail),
+            if b.get(*i) != Some(&b'[') {
+                ids = None;
+                return skip(b, i, 1);
             }
-        }
+            let mut these = Some(Vec::new()); // the last "ids" wins
+            elements(b, i, |i| {
+                if b.get(*i) != Some(&b'"') {
+                    these = None;
+                    return skip(b, i, 2);
+                }
+                let m = self.id(&string(b, i)?)?;
+                if let Some(these) = these.as_mut() {
+                    these.push(m);
+                }
+                Ok(())
+            })?;
+            ids = these;
+            Ok(())
+        })?;
+        Ok(ids)
     }
 
     /// The op's value, built: a string is a message id, and so is a dict's string "id".
