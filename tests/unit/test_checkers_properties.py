@@ -20,7 +20,7 @@ from harness.checkers.lost import stuck_ids
 from harness.errors import HarnessError
 from harness.history import (History, Op, _ScannedHistory, campaign_message_id, load_history,
                              write_history)
-from tests.native import require_native
+from tests.native import both_ways, require_native
 from harness.verdict import check
 
 S = 1_000_000_000
@@ -379,16 +379,8 @@ def test_ops_the_scanner_leaves_to_python_judge_and_fail_alike(tmp_path, bad):
            op("sink", "ok", "deliver", {"id": "a", "worker": "w", "attempt": 1}, 2 * S)]
     path = tmp_path / "h.jsonl"
     write_history(path, ops)
-    outcomes = []
-    for native in (True, False):
-        with MonkeyPatch.context() as mp:
-            if not native:
-                mp.setattr(history_module, "_native", None)
-            try:
-                outcomes.append(check(load_with_facts(path)).to_dict())
-            except HarnessError as e:
-                outcomes.append(str(e))
-    assert outcomes[0] == outcomes[1]
+    native, python = both_ways(lambda: check(load_with_facts(path)).to_dict())
+    assert native == python
 
 
 def test_a_history_changed_after_scanning_is_not_built_from_the_new_file(tmp_path):
@@ -417,14 +409,5 @@ def test_the_compiled_scanner_judges_mutated_histories_as_python_does(tmp_path_f
         data[at:at + cut] = bytes([byte])
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     path.write_bytes(bytes(data))
-    outcomes = []
-    for native in (True, False):
-        with MonkeyPatch.context() as mp:
-            mp.setattr(history_module, "_NATIVE_BLOCK", block)
-            if not native:
-                mp.setattr(history_module, "_native", None)
-            try:
-                outcomes.append(check(load_with_facts(path)).to_dict())
-            except HarnessError as e:
-                outcomes.append(str(e))
-    assert outcomes[0] == outcomes[1]
+    native, python = both_ways(lambda: check(load_with_facts(path)).to_dict(), block)
+    assert native == python

@@ -13,7 +13,7 @@ from harness import history as history_module
 from harness.errors import HarnessError
 from harness.history import (History, HistoryWriter, Op, campaign_message_id, load_history,
                              write_history)
-from tests.native import require_native
+from tests.native import both_ways, require_native
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
@@ -354,23 +354,18 @@ ODD_LINES = [
 ]
 
 
+def loaded(path) -> str:
+    """The ops loaded from path with the types of wall and value, as text (NaN != NaN)."""
+    return repr([(op, type(op.wall), type(op.value)) for op in load_history(path)])
+
+
 @pytest.mark.parametrize("line", ODD_LINES)
 def test_the_compiled_scanner_reads_odd_lines_as_json_does(tmp_path, line):
     require_native()
     path = tmp_path / "h.jsonl"
     path.write_text(f"{GOOD}\n{line}\n{GOOD}", encoding="utf-8", newline="")
-    outcomes = []
-    for native in (True, False):
-        with pytest.MonkeyPatch.context() as mp:
-            if not native:
-                mp.setattr(history_module, "_native", None)
-            try:
-                h = load_history(path)
-                outcomes.append([(op, type(op.wall), type(op.value)) for op in h])
-            except HarnessError as e:
-                outcomes.append(str(e))
-    # NaN != NaN: compare the text of what was loaded
-    assert repr(outcomes[0]) == repr(outcomes[1])
+    native, python = both_ways(lambda: loaded(path))
+    assert native == python
 
 
 MUTATION_BYTES = st.sampled_from(list(b'{}[]",:\\ \t\r\n0123456789.-+eEtrufalsn\x00\x1f\x7f')
@@ -393,15 +388,5 @@ def test_the_compiled_scanner_agrees_with_json_on_mutated_lines(tmp_path_factory
         data[at:at + cut] = insert if isinstance(insert, bytes) else bytes([insert])
     path = tmp_path_factory.mktemp("h") / "history.jsonl"
     path.write_bytes(bytes(data))
-    outcomes = []
-    for native in (True, False):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(history_module, "_NATIVE_BLOCK", block)   # lines cut across blocks
-            if not native:
-                mp.setattr(history_module, "_native", None)
-            try:
-                h = load_history(path)
-                outcomes.append(repr([(op, type(op.wall), type(op.value)) for op in h]))
-            except HarnessError as e:
-                outcomes.append(str(e))
-    assert outcomes[0] == outcomes[1]
+    native, python = both_ways(lambda: loaded(path), block)
+    assert native == python
