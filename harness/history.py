@@ -305,12 +305,8 @@ class _ScannedHistory(History):
     def __len__(self) -> int:
         return self._ops
 
-    def __repr__(self) -> str:
-        return f"History({self._ops} ops)"
-
     def _build(self) -> None:
-        scanned = scan_native(self._path)
-        history = scanned[0] if scanned is not None else _load_python(self._path, None)
+        history = load_history(self._path)
         if len(history) != self._ops:
             raise HarnessError(f"history file {self._path} changed since it was loaded "
                                f"({self._ops} ops then, {len(history)} now)")
