@@ -432,17 +432,15 @@ class FactsBuilder:
         dict.update(counts, Counter(compress(delivered, map(many.__contains__, delivered))))
         starts = [k for k, _, _ in self.delivery_blocks]
         at: dict[int, list[int]] = {}   # block -> op index of each of its deliveries
-        repeated: dict[str, list[Delivery]] = {}
+        repeated: dict[str, list[tuple[int, Any]]] = {}   # id -> (time, value) in op order
         for k in compress(range(len(delivered)), map(many.__contains__, delivered)):
             b = bisect_right(starts, k) - 1
             if b not in at:
                 k0, start, stop = self.delivery_blocks[b]
                 at[b] = list(compress(range(start, stop), _mask(h.f[start:stop], "deliver")))
             i = at[b][k - starts[b]]
-            v = h.value[i]
-            repeated.setdefault(delivered[k], []).append(
-                Delivery(h.time[i], v.get("worker"), v.get("attempt")))
-        return {m: tuple(sorted(ds, key=lambda d: d.time)) for m, ds in repeated.items()}
+            repeated.setdefault(delivered[k], []).append((h.time[i], h.value[i]))
+        return {m: _in_time_order(ds) for m, ds in repeated.items()}
 
 
 def _message_id(i: int, value: Any) -> str:
