@@ -17,6 +17,8 @@ from stack import health
 if TYPE_CHECKING:
     from stack.stack import Stack
 
+GRACE = Param("grace", int, 10, help="seconds between SIGTERM and SIGKILL when a container is stopped "
+              "(10 as `docker stop`); 0: SIGKILL at once, a crash")
 WAIT_SERVING = Param("wait_serving", bool, True, help="after bringing a node back, wait until it serves again")
 
 
@@ -61,6 +63,13 @@ def wait_serving(stack: "Stack", node: str, deadline: float) -> str:
         return HarnessError(f"{node}: not serving again in time (last: {detail})", detail=stack.logs_tail(node))
 
     return health.wait_for(f"{node} to serve", probe, deadline, on_timeout=timeout)
+
+
+def stop_and_start(stack: "Stack", node: str, grace: int) -> dict:
+    """Stop the node's container (SIGTERM, SIGKILL after `grace` s), start it again; how it ended, as data."""
+    stopped = stack.stop_node(node, grace)
+    stack.container(node).start()
+    return stopped.to_data()
 
 
 def ensure_running(stack: "Stack", node: str, deadline: float) -> bool:

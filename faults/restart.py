@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from faults.base import Effect, Param, register
-from faults.nodes import WAIT_SERVING, NodeFault, ensure_running, wait_serving
+from faults.base import Effect, register
+from faults.nodes import GRACE, WAIT_SERVING, NodeFault, ensure_running, stop_and_start, wait_serving
 
 
 @register
 class Restart(NodeFault):
     name = "restart"
-    summary = "docker restart the targets (SIGTERM, SIGKILL after grace s); heal makes sure they run"
-    params = (Param("grace", int, 10, help="seconds between SIGTERM and SIGKILL"), WAIT_SERVING)
+    summary = "restart the targets (SIGTERM, SIGKILL after grace s, start); heal makes sure they run"
+    params = (GRACE, WAIT_SERVING)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -20,12 +20,13 @@ class Restart(NodeFault):
         stack = self.ctx.stack
         nodes = self.resolve()
         deadline = self.ctx.deadline()
+        stopped = {}
         for node in nodes:
             self.restarted.append(node)
-            stack.container(node).restart(timeout=self.p["grace"])
+            stopped[node] = stop_and_start(stack, node, self.p["grace"])
             if self.p["wait_serving"]:
                 wait_serving(stack, node, deadline)
-        return self.effect(nodes)
+        return self.effect(nodes, stopped=stopped)
 
     def heal(self) -> Effect:
         deadline = self.ctx.deadline()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faults.base import Effect, Param, register
-from faults.nodes import NodeFault, ensure_running, gap, wait_serving, wait_status
+from faults.nodes import GRACE, NodeFault, ensure_running, gap, stop_and_start, wait_serving, wait_status
 
 
 @register
@@ -13,7 +13,7 @@ class RollingRestart(NodeFault):
     params = (
         Param("gap", float, 5.0, help="seconds between one node serving again and the next one going down"),
         Param("mode", str, "restart", choices=("restart", "kill"), help="graceful restart or SIGKILL + start"),
-        Param("grace", int, 10, help="seconds between SIGTERM and SIGKILL (mode restart)"),
+        GRACE,
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -23,7 +23,7 @@ class RollingRestart(NodeFault):
     def inject(self) -> Effect:
         stack = self.ctx.stack
         nodes = self.resolve()
-        order = []
+        order, stopped = [], {}
         for i, node in enumerate(nodes):
             if i:
                 gap(self.p["gap"])
@@ -35,11 +35,11 @@ class RollingRestart(NodeFault):
                 wait_status(stack, node, ("exited", "dead"), deadline)
                 container.start()
             else:
-                container.restart(timeout=self.p["grace"])
+                stopped[node] = stop_and_start(stack, node, self.p["grace"])
             wait_serving(stack, node, deadline)
             order.append(node)
             self.ctx.say(f"rolling-restart: {node} serves again")
-        return self.effect(nodes, order=order)
+        return self.effect(nodes, order=order, stopped=stopped)
 
     def heal(self) -> Effect:
         deadline = self.ctx.deadline()

@@ -19,12 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness.errors import HarnessError
-from stack import cleanup, health
+from stack import cleanup, health, stopping
 from stack.docker_api import docker_client
 from stack.images import ensure_images, stderr_progress
+from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology
 
 Progress = Callable[[str], None]
+DEFAULT_GRACE_S = 10.0  # as `docker stop`
 
 
 def new_run_id() -> str:
@@ -251,11 +253,13 @@ class Stack:
                 future.result()
 
     # ------------------------------------------------------------------ redeploys
-    def redeploy(self, node: str, env: dict[str, str] | None = None, wait: bool = True) -> NodeSpec:
+    def redeploy(self, node: str, env: dict[str, str] | None = None, wait: bool = True,
+                 grace: float = DEFAULT_GRACE_S) -> Stopped:
         """Replace a node's container with one built from its spec plus `env` (None: the spec as is).
 
-        This is a deploy: the old container is removed, a new one starts with the same name, address
-        and published ports. Returns the spec now deployed; `wait` waits on the node's health check.
+        This is a deploy as orchestrators do it: the old container gets SIGTERM and `grace` seconds to
+        exit before SIGKILL (`grace=0`: a crash), then a new one starts with the same name, address and
+        published ports. Returns how the old container ended; `wait` waits on the node's health check.
         """
         import dataclasses
 
@@ -267,12 +271,20 @@ class Stack:
         for port in spec.publish:
             binding = (old.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
             ports[(node, port)] = int(binding[0]["HostPort"]) if binding else None
+        stopped = self.stop_node(node, grace)
         old.remove(force=True)
         self.containers.pop(node, None)
         self.containers[node] = self._create(spec, ports)
         if wait:
             self.wait_healthy([spec])
-        return spec
+        return stopped
+
+    def stop_node(self, node: str, grace: float = DEFAULT_GRACE_S) -> Stopped:
+        """SIGTERM the node's container, SIGKILL it after `grace` s; how it ended (see `stack.stopping`)."""
+        stopped = stopping.stop(self.container(node), grace)
+        how = "killed after its grace" if stopped.killed else f"exited {stopped.exit_code}"
+        self.progress(f"[stack] stopped {node}: {how} in {stopped.seconds:.1f}s")
+        return stopped
 
     # ------------------------------------------------------------------ helpers for others
     def container(self, node: str):
