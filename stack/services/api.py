@@ -5,6 +5,10 @@ made (nack, unroutable) or a broker we cannot reach is 503 with the reason; an o
 know (no confirm in time, connection lost after the publish was written) is 504. Bad requests are
 4xx and never published. `GET /health` is 503 unless the broker is usable and says how Redis and
 ZooKeeper are.
+
+On SIGTERM (a deploy) the API stops as orchestrators expect: it stops listening, answers every
+request it has already accepted (each waits on its broker confirm), then closes its broker and
+ZooKeeper connections and exits 0 (aiohttp's graceful shutdown, bounded by SHUTDOWN_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -172,6 +176,10 @@ class CampaignStore:
     def connected(self) -> bool:
         return self.zk.connected
 
+    def close(self) -> None:
+        self.zk.stop()
+        self.zk.close()
+
     def store(self, campaign: dict) -> tuple[int, str]:
         from kazoo.exceptions import KazooException, NodeExistsError
 
@@ -251,7 +259,15 @@ def make_app(env: ServiceEnv) -> web.Application:
             return web.json_response({"error": f"request body too large: {exc.text}"}, status=413)
 
     app.middlewares.append(web.middleware(too_large))
+    async def cleanup(app: web.Application) -> None:
+        # Runs after the in-flight requests were answered: only now may the broker link go.
+        state["publisher"].cancel()
+        await asyncio.gather(state["publisher"], return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, state["campaigns"].close)
+        log.info("stopped cleanly")
+
     app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
     app.add_routes([web.post("/messages", post_message), web.post("/campaigns", post_campaign),
                     web.get("/health", health)])
     return app
@@ -259,7 +275,8 @@ def make_app(env: ServiceEnv) -> web.Application:
 
 def main() -> None:
     env = load_env_or_exit("api", log)
-    web.run_app(make_app(env), host="0.0.0.0", port=env.http_port, access_log=None, print=None)
+    web.run_app(make_app(env), host="0.0.0.0", port=env.http_port, access_log=None, print=None,
+                shutdown_timeout=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "8")))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,17 @@ clears a flag on SUSPENDED/LOST): a leader that may have lost its session stops 
 are `campaign_message_id(cid, recipient)`; progress (next recipient index) is written to ZooKeeper
 after the broker confirmed, with a version check, so a new leader resumes without sending twice
 (at most one batch is re-published, and the workers de-duplicate those ids).
+
+On SIGTERM (a deploy) the leader stops between two publishes, records its progress, deletes its
+leadership node so the standby takes over at once (not a session timeout later), closes its
+connections and exits 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -37,6 +42,10 @@ class Fenced(Exception):
     """This process may no longer be leader: stop fanning out."""
 
 
+class Stopping(Exception):
+    """SIGTERM: stop fanning out and hand leadership over."""
+
+
 class Scheduler:
     def __init__(self, env: ServiceEnv) -> None:
         self.env = env
@@ -52,6 +61,7 @@ class Scheduler:
         self.connection = None
         self.sent = 0
         self.last_error = ""
+        self.stopping = threading.Event()
 
     # ------------------------------------------------------------------ ZooKeeper and leadership
     def _on_zk_state(self, state: str) -> None:
@@ -164,6 +174,11 @@ class Scheduler:
         log.info("campaign %s: fan-out from %d of %d", cid, index, len(recipients))
         channel = self._channel()
         for i in range(index, len(recipients)):
+            if self.stopping.is_set():
+                if i > index:  # what was confirmed so far, so the next leader starts right there
+                    self.fence()
+                    self._record(cid, i, version)
+                raise Stopping(f"campaign {cid} handed over at {i} of {len(recipients)}")
             self.fence()
             message_id = self._message_id(cid, recipients[i])
             body = {"id": message_id, "channel": "email", "to": recipients[i], "body": campaign["body"],
@@ -181,7 +196,7 @@ class Scheduler:
         log.info("campaign %s: done (%d)", cid, len(recipients))
 
     def lead(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             self.fence()
             try:
                 campaigns = sorted(self.zk.get_children(CAMPAIGNS_PATH))
@@ -194,7 +209,7 @@ class Scheduler:
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
         self.zk.start_async()
-        while True:
+        while not self.stopping.is_set():
             try:
                 if not self.zk_connected.wait(ZK_WAIT_S):
                     continue
@@ -205,6 +220,8 @@ class Scheduler:
                         self.step_down()
                 else:
                     self.idle(1.0)
+            except Stopping as exc:
+                log.info("SIGTERM: %s", exc)
             except Fenced as exc:
                 log.warning("stopped fan-out: %s", exc)
                 self.last_error = str(exc)
@@ -216,6 +233,12 @@ class Scheduler:
                     self._close_broker()
                 time.sleep(0.5)
 
+    def close(self) -> None:
+        """After `run` returned (leadership already handed over): close the broker and ZooKeeper."""
+        self._close_broker()
+        self.zk.stop()
+        self.zk.close()
+
     def health(self) -> tuple[bool, dict]:
         facts = {"scheduler": self.env.name, "zookeeper": "connected" if self.zk_connected.is_set() else "down",
                  "leader": self.leader_session is not None, "sent": self.sent, "last_error": self.last_error}
@@ -225,8 +248,11 @@ class Scheduler:
 def main() -> None:
     env = load_env_or_exit("scheduler", log)
     scheduler = Scheduler(env)
+    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.stopping.set())
     serve_health(env.http_port, scheduler.health, log)
     scheduler.run()
+    scheduler.close()
+    log.info("stopped cleanly")
 
 
 if __name__ == "__main__":

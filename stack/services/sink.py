@@ -161,7 +161,9 @@ def make_app(path: str = LOG_PATH) -> web.Application:
 
 def main() -> None:
     port = int(os.environ.get("HTTP_PORT", "8080"))
-    web.run_app(make_app(), host="0.0.0.0", port=port, access_log=None, print=None)
+    # SIGTERM: stop listening, answer the deliveries in flight (each is logged before its 200), exit 0.
+    web.run_app(make_app(), host="0.0.0.0", port=port, access_log=None, print=None,
+                shutdown_timeout=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "8")))
 
 
 if __name__ == "__main__":

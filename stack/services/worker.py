@@ -4,6 +4,11 @@ Per message: skip (ack) if Redis has its key; else POST it to the provider, SET 
 the provider accepted, then ack. A delivery that fails goes to the retry exchange with its attempt
 count (and to `dispatch.dead` after MAX_ATTEMPTS), then is acked: never dropped. Broker, Redis and
 sink losses are retried with backoff; `GET /health` is 503 whenever the worker is not consuming.
+
+On SIGTERM (a deploy) the worker stops as orchestrators expect: it finishes and settles the message in
+hand (provider call, de-dup mark, ack), cancels its consumer (pika nacks the prefetched messages it
+has not started, so the broker hands them to another worker), closes its connections and exits 0.
+A SIGKILL between the provider call and the de-dup mark still sends twice: at least once, by design.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import threading
 import time
 from urllib.parse import urlsplit
@@ -72,6 +78,7 @@ class Sender:
         self.redis: redis.Redis | None = None
         self.consuming = False
         self.consumed_at = 0.0
+        self.stopping = threading.Event()  # set on SIGTERM: settle the message in hand, then stop
         self.last_error = ""
         self.counts = {"delivered": 0, "skipped": 0, "retried": 0, "parked": 0, "stranded": 0}
 
@@ -110,6 +117,9 @@ class Sender:
         headers = props.headers or {}
         attempt = int(headers.get(ATTEMPT_HEADER, 1)) + int(headers.get("x-delivery-count", 0) or 0)
         key = KEY_PREFIX + message_id
+        if self.stopping.is_set():  # shutting down: start nothing new, the broker hands it on
+            ch.basic_nack(method.delivery_tag, requeue=True)
+            return
         try:
             if self._already_sent(key):
                 self.counts["skipped"] += 1
@@ -175,12 +185,17 @@ class Sender:
             ch.confirm_delivery()
             ch.basic_qos(prefetch_count=self.prefetch)
             ch.queue_declare(broker.WORK_QUEUE, passive=True)
-            ch.basic_consume(broker.WORK_QUEUE, self.on_message)
+            tag = ch.basic_consume(broker.WORK_QUEUE, self.on_message)
             self.consuming = True
             self.consumed_at = time.monotonic()
             self.last_error = ""
             log.info("consuming %s (prefetch %d)", broker.WORK_QUEUE, self.prefetch)
-            ch.start_consuming()
+            # Our own loop rather than start_consuming(): messages are handled one at a time between
+            # these calls, so a stop request is seen only at a message boundary.
+            while not self.stopping.is_set():
+                connection.process_data_events(time_limit=0.2)
+            ch.basic_cancel(tag)  # nacks (requeues) prefetched messages not yet started
+            log.info("stopped consuming: %s", self.counts)
         finally:
             self.consuming = False
             try:
@@ -191,7 +206,7 @@ class Sender:
 
     def run(self) -> None:
         delay = 0.5
-        while True:
+        while not self.stopping.is_set():
             try:
                 self.consume_once()
             except (pika.exceptions.AMQPError, OSError) as exc:
@@ -203,7 +218,7 @@ class Sender:
                 return
             # A connection that served for a while starts the backoff over; a failing one doubles it.
             delay = 0.5 if time.monotonic() - self.consumed_at > 10 else min(delay * 2, 5.0)
-            time.sleep(delay)
+            self.stopping.wait(delay)
 
     def health(self) -> tuple[bool, dict]:
         facts = {"worker": self.name, "consuming": self.consuming, "last_error": self.last_error,
@@ -219,11 +234,24 @@ def main() -> None:
         log.error("configuration schema v2 expected (SENDER_CONFIG_V2 missing): exiting")
         raise SystemExit(1)
     sender = Sender(env)
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
     serve_health(env.http_port, sender.health, log)
     thread = threading.Thread(target=sender.run, name="consumer", daemon=True)
     thread.start()
-    while True:  # the health server lives on even when the consumer does not (broker-no-recovery)
-        time.sleep(3600)
+    # The health server lives on even when the consumer does not (broker-no-recovery).
+    while not terminated.wait(1.0):
+        pass
+    log.info("SIGTERM: settling the message in hand, then exiting")
+    sender.stopping.set()
+    thread.join(float(os.environ.get("SHUTDOWN_TIMEOUT_S", "8")))
+    if thread.is_alive():
+        log.error("consumer did not stop in time: exiting with messages in hand (they are redelivered)")
+        raise SystemExit(1)
+    sender.sink.close()
+    if sender.redis is not None:
+        sender.redis.close()
+    log.info("stopped cleanly")
 
 
 if __name__ == "__main__":
