@@ -3,15 +3,20 @@
 `search(stack, report_root, deploy=..., profile="ci", seed=0)` runs every schedule that
 `harness.generate.schedules` draws as a short scenario on `stack` and requires a valid verdict. A run
 costs real seconds, so verdicts are memoized by schedule value (Hypothesis's replays of a schedule never
-run it twice), shrinking is bounded in time per profile, and Hypothesis's example database lives under
-the report directory, keyed by the deploy, profile and seed, so the last failure is tried first.
-On failure the shrunk schedule is saved as a scenario file (with its deploy) that
-`pytest --chaos-replay FILE` and `chaos-harness replay FILE` both run.
+run it twice) and shrinking is bounded in time per profile (past the bound, a schedule not yet run is
+rejected instead of run, so Hypothesis keeps the smallest failure it has).
+
+The last failure is the first thing the next search runs: the shrunk schedule is kept under the report
+directory (`search-db/`, one entry per topology, deploy, faults, profile and seed) and handed to
+Hypothesis as an explicit `@example`, which runs before anything is generated. Hypothesis's own example
+database is not used: under `hypothesis.seed()` (reproducible generation) it is neither read nor
+written. An entry whose schedule passes again is deleted. On failure the shrunk schedule is also saved
+as a scenario file (with its deploy) that `pytest --chaos-replay FILE` and `chaos-harness replay FILE`
+both run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shlex
@@ -29,7 +34,7 @@ from harness.schedule import Schedule
 class Profile:
     name: str
     max_examples: int
-    shrink_seconds: float  # Hypothesis stops shrinking after this (engine.MAX_SHRINKING_SECONDS)
+    shrink_seconds: float  # after the first failure, schedules not yet run are rejected instead of run
     workload: WorkloadSpec = WorkloadSpec(clients=3, rate=20.0, duration_s=10.0)
     drain_s: float = 12.0
     late_bound_s: float = 12.0
@@ -51,6 +56,7 @@ class SearchResult:
     scenario_file: Path | None = None
     seconds: float = 0.0
     found_after_s: float | None = None  # seconds until the first failing schedule
+    replayed: Schedule | None = None  # the saved failure this search ran first, if any
 
     @property
     def schedule(self) -> Schedule | None:
@@ -84,26 +90,29 @@ def schedule_key(schedule: Schedule) -> str:
     return hashlib.sha256(json.dumps(schedule.to_data(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def shrinking_bounded(seconds: float):
-    """Hypothesis reads `MAX_SHRINKING_SECONDS` when shrinking starts: lower it for this search only."""
-    from hypothesis.internal.conjecture import engine
+def saved_failure_path(root: Path, topology: str, deploy, faults, profile: str, seed: int) -> Path:
+    """Where the last failure of this search (same topology, deploy, faults, profile, seed) is kept."""
+    key = json.dumps([topology, deploy, faults, profile, seed], sort_keys=True)
+    return root / "search-db" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
-    before = engine.MAX_SHRINKING_SECONDS
-    engine.MAX_SHRINKING_SECONDS = seconds
+
+def load_saved_failure(path: Path, topology, say: Callable[[str], None]) -> Schedule | None:
+    if not path.exists():
+        return None
     try:
-        yield
-    finally:
-        engine.MAX_SHRINKING_SECONDS = before
+        return Schedule.from_data(json.loads(path.read_text()), topology)
+    except (OSError, ValueError, HarnessError) as exc:  # written by another version: start afresh
+        say(f"[search] ignoring saved failure {path}: {exc}")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] | None = None,
            profile: str | Profile = "ci", seed: int = 0, faults: Iterable[str] | None = None,
            progress: Callable[[str], None] | None = None) -> SearchResult:
     """Search schedules on `stack` (reset before each run) with `deploy`; see the module docstring."""
-    from hypothesis import HealthCheck, Phase, given, reject, settings
+    from hypothesis import HealthCheck, Phase, example, given, reject, settings
     from hypothesis import seed as hypothesis_seed
-    from hypothesis.database import DirectoryBasedExampleDatabase
 
     from harness.generate import schedules
 
@@ -119,13 +128,19 @@ def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] 
     memo: dict[str, RunResult | str] = {}
     shrunk: list[RunResult] = []
     started = time.monotonic()
+    shrink_until: list[float] = []  # set at the first failure
+    saved_path = saved_failure_path(root, stack.topology.name, deploy, faults, prof.name, seed)
+    saved = load_saved_failure(saved_path, stack.topology, say)
 
     def scenario_for(schedule: Schedule) -> Scenario:
         return Scenario(name=f"generated-{schedule_key(schedule)}", schedule=schedule.to_data(), deploy=deploy,
                         workload=prof.workload, drain_s=prof.drain_s, late_bound_s=prof.late_bound_s)
 
-    def verdict_of(schedule: Schedule) -> RunResult | str:
+    def verdict_of(schedule: Schedule) -> RunResult | str | None:
+        """The schedule's run (memoized), a string if it could not run, None if past the shrink time."""
         key = schedule_key(schedule)
+        if key not in memo and shrink_until and time.monotonic() > shrink_until[0]:
+            return None
         if key not in memo:
             say(f"[search] run {len(memo) + 1}: {json.dumps(schedule.to_data()['steps'])}")
             try:
@@ -139,41 +154,48 @@ def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] 
                 result.runs.append(run)
                 if run.status != "valid" and result.found_after_s is None:
                     result.found_after_s = time.monotonic() - started
+                    shrink_until.append(time.monotonic() + prof.shrink_seconds)
                 say(f"[search] verdict {run.status} {sorted(run.violations()) or ''}")
         return memo[key]
 
     def schedule_is_valid(schedule: Schedule) -> None:
         run = verdict_of(schedule)
-        if isinstance(run, str):
+        if run is None or isinstance(run, str):
             reject()
         if run.status != "valid":
             shrunk.append(run)  # Hypothesis's last call is its final replay of the shrunk schedule
             raise ScheduleFailed(f"verdict {run.status}: {sorted(run.violations())}")
 
     test = given(schedules(stack.topology, faults))(schedule_is_valid)
+    if saved is not None:
+        say(f"[search] first: the saved failure {json.dumps(saved.to_data()['steps'])}")
+        result.replayed = saved
+        test = example(saved)(test)  # Phase.explicit runs it before anything is generated
     test = settings(max_examples=prof.max_examples, deadline=None, suppress_health_check=list(HealthCheck),
-                    database=DirectoryBasedExampleDatabase(root / "hypothesis"), derandomize=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),  # no explain: it runs more
+                    database=None, derandomize=False,
+                    phases=(Phase.explicit, Phase.generate, Phase.shrink),  # no explain: it runs more
                     report_multiple_bugs=False, print_blob=False)(test)
     test = hypothesis_seed(seed)(test)
-    # One database entry per (topology, deploy, faults, profile, seed): a failure is retried by the same search.
-    test._hypothesis_internal_add_digest = json.dumps(
-        [stack.topology.name, deploy, faults, prof.name, seed], sort_keys=True).encode()
-    with shrinking_bounded(prof.shrink_seconds):
-        try:
-            test()
-        except ScheduleFailed:
-            result.failure = shrunk[-1]
+    try:
+        test()
+    except ScheduleFailed:
+        result.failure = shrunk[-1]
     if result.schedule is not None and len(result.schedule.steps) > 1:
+        shrink_until[:] = [time.monotonic() + prof.shrink_seconds]  # the drop pass has a bound of its own
         result.failure = _drop_redundant_steps(result.schedule, result.failure, verdict_of, prof.shrink_seconds, say)
     result.seconds = time.monotonic() - started
     if result.failure is not None:
         result.scenario_file = save_failure(result.failure, root)
+        saved_path.parent.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(json.dumps(result.failure.scenario.schedule) + "\n")
+    elif saved is not None:
+        saved_path.unlink(missing_ok=True)  # it passes now: the next search starts afresh
     say(result.summary())
     return result
 
 
-def _drop_redundant_steps(schedule: Schedule, failure: RunResult, verdict_of: Callable[[Schedule], RunResult | str],
+def _drop_redundant_steps(schedule: Schedule, failure: RunResult,
+                          verdict_of: Callable[[Schedule], RunResult | str | None],
                           seconds: float, say: Callable[[str], None]) -> RunResult:
     """Hypothesis's shrink can keep a redundant step: try the schedule without each step (memoized runs,
     bounded by the profile's shrink time) and keep the shortest one that still fails."""
@@ -185,7 +207,7 @@ def _drop_redundant_steps(schedule: Schedule, failure: RunResult, verdict_of: Ca
         if time.monotonic() > deadline:
             return False
         run = verdict_of(schedule)
-        return not isinstance(run, str) and run.status != "valid"
+        return isinstance(run, RunResult) and run.status != "valid"
 
     shortest = drop_steps(schedule, fails)
     if shortest is schedule:
