@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness.errors import HarnessError
-from stack import cleanup, health, stopping
+from stack import cleanup, health, reaper, stopping
 from stack.docker_api import docker_client
 from stack.images import ensure_images, stderr_progress
 from stack.stopping import Stopped
@@ -94,6 +94,8 @@ class Stack:
         client = self.client
         self._check_ports_free()
         cleanup.reap_dead_runs(client, self.progress)
+        if not self.detached:
+            reaper.watch_this_process()  # removes this run within seconds if this process is killed
         self.images = ensure_images(client, self.progress)
         try:
             self.network = client.networks.create(

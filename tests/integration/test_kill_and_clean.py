@@ -28,7 +28,7 @@ def namespace_resources(ns: str) -> tuple[list, list]:
 
 def start_and_kill_midway(ns: str) -> None:
     """Start `up` in a child process and SIGKILL it as soon as it has started its first container."""
-    env = dict(os.environ, CHAOS_NAMESPACE=ns)
+    env = dict(os.environ, CHAOS_NAMESPACE=ns, CHAOS_REAPER="0")  # these tests are about the next up and clean
     child = subprocess.Popen([sys.executable, "-c", UP_SCRIPT], env=env, stdin=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
