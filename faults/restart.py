@@ -23,7 +23,7 @@ class Restart(NodeFault):
         stopped = {}
         for node in nodes:
             self.restarted.append(node)
-            stopped[node] = stop_and_start(stack, node, self.p["grace"])
+            stopped[node] = [stop_and_start(stack, node, self.p["grace"])]
             if self.p["wait_serving"]:
                 wait_serving(stack, node, deadline)
         return self.effect(nodes, stopped=stopped)

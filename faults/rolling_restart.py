@@ -35,7 +35,7 @@ class RollingRestart(NodeFault):
                 wait_status(stack, node, ("exited", "dead"), deadline)
                 container.start()
             else:
-                stopped[node] = stop_and_start(stack, node, self.p["grace"])
+                stopped[node] = [stop_and_start(stack, node, self.p["grace"])]
             wait_serving(stack, node, deadline)
             order.append(node)
             self.ctx.say(f"rolling-restart: {node} serves again")
