@@ -128,7 +128,9 @@ def cmd_replay(args) -> int:
     from stack.stack import Stack
 
     scenario = load_scenario(args.file)
-    with Stack(args.topology, seed=args.seed) as stack:
+    stack = Stack(args.topology, seed=args.seed)  # no container yet: the topology is plain data
+    scenario.validate(stack.topology)  # a bad file is refused before anything starts
+    with stack:
         result = run_scenario(stack, scenario, args.report_dir, seed=args.seed,
                               progress=lambda line: print(line, file=sys.stderr))
     print(result.verdict.summary())

@@ -47,6 +47,40 @@ class Scenario:
         data["workload"] = WorkloadSpec(**data.get("workload", {}))
         return cls(**data)
 
+    def validate(self, topology) -> "Schedule":
+        """Check everything a run reads against `topology`, before any container is touched; the schedule."""
+        from harness.schedule import Schedule
+
+        where = f"scenario {self.name!r}"
+        schedule = Schedule.from_data(self.schedule, topology)
+        names = {n.name for n in topology.nodes}
+        if not isinstance(self.deploy, dict):
+            raise HarnessError(f"{where}: 'deploy' must map node names to environment overrides")
+        for node, env in self.deploy.items():
+            if node not in names:
+                raise HarnessError(f"{where}: deploy names node {node!r}, which the {topology.name} topology "
+                                   f"lacks (nodes: {', '.join(sorted(names))})")
+            if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                raise HarnessError(f"{where}: deploy of {node!r} must map variable names to strings")
+        spec = self.workload
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        for name, value in (("clients", spec.clients), ("campaign_size", spec.campaign_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise HarnessError(f"{where}: workload {name} must be a whole number of at least 1, not {value!r}")
+        for name, value in (("rate", spec.rate), ("duration_s", spec.duration_s)):
+            if not number(value) or value <= 0:
+                raise HarnessError(f"{where}: workload {name} must be a number above 0, not {value!r}")
+        if not number(spec.campaign_share) or not 0 <= spec.campaign_share <= 1:
+            raise HarnessError(f"{where}: workload campaign_share must be within 0..1, not {spec.campaign_share!r}")
+        for field_name in ("drain_s", "late_bound_s"):
+            value = getattr(self, field_name)
+            if not number(value) or value < 0:
+                raise HarnessError(f"{where}: {field_name} must be a non-negative number of seconds, not {value!r}")
+        return schedule
+
 
 @dataclass
 class RunResult:
@@ -98,13 +132,12 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     from harness.history import HistoryWriter
     from harness.observer import DeliveryObserver
     from harness.runner import run_schedule
-    from harness.schedule import Schedule
     from harness.verdict import check
     from harness.workload import Workload
     from stack.reset import reset_stack
 
     say = progress or (lambda line: None)
-    schedule = Schedule.from_data(scenario.schedule, stack.topology)  # validate before touching anything
+    schedule = scenario.validate(stack.topology)  # before touching anything
     report_dir = Path(report_root) / safe_name(scenario.name)
     # A report is one run: an earlier run's history must not be judged together with this one.
     shutil.rmtree(report_dir, ignore_errors=True)
@@ -164,6 +197,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise HarnessError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if isinstance(data, list):  # a bare schedule
         return Scenario(name=Path(path).stem, schedule=data)
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: not a scenario: expected a JSON object or a list of steps")
     try:
         return Scenario.from_data(data)
     except TypeError as exc:

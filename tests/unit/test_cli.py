@@ -7,19 +7,53 @@ import socket
 from tests.cli_run import run_cli, single_error_line
 
 
+def _dead_docker() -> dict[str, str]:
+    """A DOCKER_HOST where nothing answers: a command that reached Docker would say so instead."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return {"DOCKER_HOST": f"tcp://127.0.0.1:{sock.getsockname()[1]}"}
+
+
 def test_unknown_topology():
     line = single_error_line(run_cli("up", "--topology", "huge"))
     assert "unknown topology 'huge'" in line and "default" in line and "small" in line
 
 
 def test_docker_daemon_not_reachable():
-    with socket.socket() as sock:  # a port where nothing answers
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = run_cli("status", env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}"}, timeout=60)
+    result = run_cli("status", env=_dead_docker(), timeout=60)
     assert "Docker daemon not reachable at tcp://127.0.0.1" in single_error_line(result)
 
 
 def test_check_of_a_missing_history_file(tmp_path):
     line = single_error_line(run_cli("check", str(tmp_path / "nope.jsonl")))
     assert "nope.jsonl" in line
+
+
+def test_replay_refuses_a_bad_schedule_before_touching_docker(tmp_path):
+    import json
+    import time
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"at": "x", "fault": "kill", "targets": ["worker1"]}]))
+    started = time.monotonic()
+    line = single_error_line(run_cli("replay", str(path), "--topology", "small", env=_dead_docker(), timeout=60))
+    assert "'at' must be a non-negative number of seconds" in line, line
+    assert time.monotonic() - started < 10
+
+
+def test_replay_refuses_a_deploy_of_an_unknown_node_before_touching_docker(tmp_path):
+    import json
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "x", "deploy": {"worker9": {"CHAOS_SWITCHES": ""}}}))
+    line = single_error_line(run_cli("replay", str(path), "--topology", "small", env=_dead_docker(), timeout=60))
+    assert "worker9" in line and "small topology lacks" in line, line
+
+
+def test_replay_refuses_a_bad_workload_before_touching_docker(tmp_path):
+    import json
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "x", "workload": {"rate": "fast"}}))
+    line = single_error_line(run_cli("replay", str(path), "--topology", "small", env=_dead_docker(), timeout=60))
+    assert "workload rate must be a number above 0" in line, line
