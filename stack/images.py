@@ -7,6 +7,7 @@ registry can point any image at another name with CHAOS_IMAGE_<KEY> (e.g. CHAOS_
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import platform
@@ -34,6 +35,15 @@ RECIPE_VERSION = "1"
 SERVICE_KEYS = ("rabbitmq", "zookeeper", "redis", "services")
 IMAGE_KEYS = ("base",) + SERVICE_KEYS
 APP_PACKAGES = ("harness", "faults", "stack")
+# Left out of the services image and of its hash: caches, the compiled history scanner (its Rust
+# sources, its 70 MB cargo target and the host-built module: the services never check a history),
+# and the image recipes themselves (hashed per image).
+APP_IGNORED = ("__pycache__", "*.pyc", "*.so", "*.egg-info", "native", "images")
+
+
+def _app_file(path: Path, root: Path) -> bool:
+    return path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
+                                      for pattern in APP_IGNORED)
 
 Progress = Callable[[str], None]
 
@@ -107,14 +117,18 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
 # ----------------------------------------------------------------------------------------------
 # Input hashes and names.
 
+def _hash_file(h: "hashlib._Hash", path: Path, rel_to: Path) -> None:
+    h.update(str(path.relative_to(rel_to)).encode())
+    h.update(b"\0")
+    h.update(path.read_bytes())
+    h.update(b"\0")
+
+
 def _hash_files(h: "hashlib._Hash", root: Path, rel_to: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc") \
                 and ".egg-info" not in str(path):
-            h.update(str(path.relative_to(rel_to)).encode())
-            h.update(b"\0")
-            h.update(path.read_bytes())
-            h.update(b"\0")
+            _hash_file(h, path, rel_to)
 
 
 def base_inputs_hash() -> str:
@@ -129,7 +143,8 @@ def service_inputs_hash(key: str, base_name: str) -> str:
     _hash_files(h, IMAGES_DIR / key, IMAGES_DIR)
     if key == "services":
         for package in APP_PACKAGES:
-            _hash_files(h, PROJECT_ROOT / package, PROJECT_ROOT)
+            for path in sorted(p for p in (PROJECT_ROOT / package).rglob("*") if _app_file(p, PROJECT_ROOT)):
+                _hash_file(h, path, PROJECT_ROOT)
     return h.hexdigest()[:12]
 
 
@@ -254,8 +269,7 @@ def _services_context(dest: Path, progress: Progress) -> None:
                     ignore=shutil.ignore_patterns(".complete", "__pycache__"))
     app = dest / "app"
     for package in APP_PACKAGES:
-        shutil.copytree(PROJECT_ROOT / package, app / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "images"))
+        shutil.copytree(PROJECT_ROOT / package, app / package, ignore=shutil.ignore_patterns(*APP_IGNORED))
 
 
 def build_service(client, key: str, name: str, base: str, progress: Progress) -> None:

@@ -26,7 +26,6 @@ import pika.exceptions
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 
-from harness.history import campaign_message_id
 from stack.services import broker
 from stack.services.common import (CAMPAIGNS_PATH, PROGRESS_PATH, ServiceEnv, load_env_or_exit,
                                    serve_health, setup_logging)
@@ -36,6 +35,12 @@ ZK_WAIT_S = 5.0
 ZK_OP_TIMEOUT_S = 3.0
 
 log = setup_logging(os.environ.get("SERVICE_NAME", "scheduler"))
+
+
+def campaign_message_id(cid: str, recipient: str) -> str:
+    """The app's id for one recipient of a campaign: derived, so a re-sent batch is de-duplicated.
+    The harness's workload expects the same scheme (`harness.history.campaign_message_id`)."""
+    return f"{cid}:{recipient}"
 
 
 class Fenced(Exception):
