@@ -32,7 +32,7 @@ def sweep_helpers(client, progress: Progress | None = None, everything: bool = F
 
     selector = [f"{cleanup.LABEL_KIND}=helper", f"{cleanup.LABEL_NAMESPACE}={cleanup.namespace()}"]
     removed = []
-    for helper in client.containers.list(all=True, filters={"label": selector}):
+    for helper in client.containers.list(all=True, filters={"label": selector}, ignore_removed=True):
         labels = helper.labels
         tag = labels.get(LABEL_FAULT_OWNER, "")
         if everything or not tag or not owner_alive(tag, labels.get(LABEL_FAULT_OWNER_HOST)):
@@ -52,7 +52,7 @@ def sweep_toxics(client, progress: Progress | None = None, everything: bool = Fa
 
     removed = []
     selector = [f"{cleanup.LABEL_NODE}=proxy", f"{cleanup.LABEL_NAMESPACE}={cleanup.namespace()}"]
-    for proxy in client.containers.list(filters={"label": selector}):
+    for proxy in client.containers.list(filters={"label": selector}, ignore_removed=True):
         binding = (proxy.attrs["NetworkSettings"]["Ports"] or {}).get(f"{PROXY_API_PORT}/tcp")
         if not binding:
             continue

@@ -85,7 +85,7 @@ class RunResources:
 
 def list_runs(client) -> dict[str, RunResources]:
     selector = [LABEL_RUN, f"{LABEL_NAMESPACE}={namespace()}"]
-    containers = client.containers.list(all=True, filters={"label": selector})
+    containers = client.containers.list(all=True, filters={"label": selector}, ignore_removed=True)
     networks = client.networks.list(filters={"label": selector})
     runs: dict[str, dict] = {}
 

@@ -23,7 +23,7 @@ UP_SCRIPT = "from stack.stack import Stack; Stack('small', with_services=False).
 def namespace_resources(ns: str) -> tuple[list, list]:
     client = docker_client()
     label = {"label": f"{cleanup.LABEL_NAMESPACE}={ns}"}
-    return client.containers.list(all=True, filters=label), client.networks.list(filters=label)
+    return client.containers.list(all=True, filters=label, ignore_removed=True), client.networks.list(filters=label)
 
 
 def start_and_kill_midway(ns: str) -> None:

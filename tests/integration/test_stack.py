@@ -14,7 +14,7 @@ pytestmark = pytest.mark.chaos
 def run_resources(run_id: str) -> tuple[list, list]:
     client = docker_client()
     label = {"label": f"{cleanup.LABEL_RUN}={run_id}"}
-    return client.containers.list(all=True, filters=label), client.networks.list(filters=label)
+    return client.containers.list(all=True, filters=label, ignore_removed=True), client.networks.list(filters=label)
 
 
 def test_default_topology_comes_up_with_real_cluster_facts_and_leaves_nothing():
