@@ -1,4 +1,4 @@
-"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search.
+"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search, report.
 
 Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
 and a non-zero exit, never a traceback.
@@ -163,6 +163,15 @@ def cmd_check(args) -> int:
     return check_file(args.file, json_out=args.json)
 
 
+def cmd_report(args) -> int:
+    """Re-draw report.html (and index.html for a report root) from the stored files, offline."""
+    from reports.redraw import redraw
+
+    for page in redraw(args.dir, progress=lambda line: print(line, file=sys.stderr)):
+        print(page)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaos-harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.add_argument("--json", default=None, help="also write the verdict as JSON to this file")
     check.set_defaults(func=cmd_check)
+
+    report = sub.add_parser("report", help="re-draw report.html of a run directory, or of every run "
+                                           "and index.html of a report root, from the stored files")
+    report.add_argument("dir")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -185,7 +185,19 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
     seconds = time.monotonic() - started
     say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
+    _draw_report(report_dir, say)
     return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed)
+
+
+def _draw_report(report_dir: Path, say: Callable[[str], None]) -> None:
+    """report.html beside the stored files; the verdict is already saved, so a page that cannot
+    be drawn is said, not raised (`chaos-harness report DIR` draws it again)."""
+    from reports.html import write_run_report
+
+    try:
+        say(f"[scenario] report: {write_run_report(report_dir)}")
+    except Exception as exc:  # noqa: BLE001 - the run and its verdict stand without the page
+        say(f"[scenario] report.html not drawn: {type(exc).__name__}: {exc}")
 
 
 def load_scenario(path: str | Path) -> Scenario:
