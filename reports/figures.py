@@ -10,6 +10,8 @@ from reports.series import RunSeries, Series, WindowSpan
 OUTCOME_COLORS = {"accepted": "#2a9d4b", "refused": "#e07b00", "unknown": "#8a8a8a"}
 QUANTILE_COLORS = {"p50": "#1f77b4", "p95": "#9467bd", "p99": "#d62728", "max": "#222222"}
 WINDOW_FILL = "rgba(214, 39, 40, 0.13)"
+#: a white plot area, so that the shaded fault windows read as the only colour behind the data
+PLAIN = {"plot_bgcolor": "white"}
 
 
 def window_shapes(windows: tuple[WindowSpan, ...]) -> list[dict]:
@@ -21,10 +23,11 @@ def window_shapes(windows: tuple[WindowSpan, ...]) -> list[dict]:
 
 def _layout(title: str, y_title: str, s: RunSeries, **extra) -> dict:
     return {"title": {"text": title}, "height": 320, "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
-            "xaxis": {"title": {"text": "run time (s)"}, "range": [0, max(s.duration_s, 1e-3)]},
-            "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+            "xaxis": {"title": {"text": "run time (s)"}, "range": [0, max(s.duration_s, 1e-3)],
+                      "gridcolor": "#e5e5e5"},
+            "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", "gridcolor": "#e5e5e5"},
             "shapes": window_shapes(s.windows), "legend": {"orientation": "h", "y": 1.12},
-            **extra}
+            **PLAIN, **extra}
 
 
 def _line(series: Series, color: str, *, shape: str = "hv", name: str | None = None) -> go.Scatter:
@@ -46,7 +49,7 @@ def timeline(s: RunSeries) -> go.Figure:
             x=[s.windows[i].end_s - s.windows[i].start_s for i in idx],
             hovertext=[f"{labels[i]}<br>{s.windows[i].start_s:.2f}s .. {s.windows[i].end_s:.2f}s"
                        for i in idx], hoverinfo="text"))
-    fig.update_layout(title={"text": "fault timeline"}, barmode="overlay",
+    fig.update_layout(title={"text": "fault timeline"}, barmode="overlay", **PLAIN,
                       height=120 + 28 * max(1, len(s.windows)),
                       margin={"l": 20, "r": 20, "t": 40, "b": 40},
                       xaxis={"title": {"text": "run time (s)"}, "range": [0, max(s.duration_s, 1e-3)]},
