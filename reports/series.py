@@ -5,9 +5,13 @@ Times are seconds after the run's first op, as in the verdict's fault windows.""
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add, floordiv, sub
 
 from harness.checkers.facts import NS, Facts
 
@@ -95,26 +99,30 @@ def run_series(facts: Facts, *, targets_hit: dict[str, list[str]] | None = None,
     for ds in facts.repeated.values():
         delivery_times += [d.time for d in ds[1:]]
 
-    # backlog: an accepted message leaves it at its first delivery (or at its acceptance, when
-    # the sink saw it before the API answered)
-    left = [max(t, acked[m]) for m, t in first.items() if m in acked]
+    # latency of every message both accepted and delivered, as two columns in acceptance order;
+    # one delivered before the API answered has waited 0 from the client's view (as in `late`)
+    measured = acked.keys() & first.keys()
+    order = sorted(measured, key=acked.__getitem__)
+    t0s = list(map(acked.__getitem__, order))
+    lats = [max(0, d) for d in map(sub, map(first.__getitem__, order), t0s)]
+
+    # backlog: an accepted message leaves it at its first delivery (or at its acceptance)
     added = _histogram(acked.values(), origin, bin_ns, nbins)
-    removed = _histogram(left, origin, bin_ns, nbins)
+    removed = _histogram(map(add, t0s, lats), origin, bin_ns, nbins)
     backlog, level = [], 0
     for a, r in zip(added, removed):
         level += a - r
         backlog.append(level)
 
-    points = sorted((t0, max(0, first[m] - t0)) for m, t0 in acked.items() if m in first)
-    latency, thinning = _thinned(points, origin, max_points)
+    latency, thinning = _thinned(t0s, lats, origin, max_points)
     return RunSeries(
         bin_s=bin_s, duration_s=duration_s,
         requests=(per_second("accepted", acked.values()), per_second("refused", refused),
                   per_second("unknown", unknown)),
         deliveries=per_second("delivered", delivery_times),
         backlog=Series("backlog", [(i + 1) * bin_s for i in range(nbins)], backlog),
-        latency=latency, latency_total=len(points), thinning=thinning,
-        quantiles=_quantiles(points, origin, bin_ns, nbins, centers),
+        latency=latency, latency_total=len(lats), thinning=thinning,
+        quantiles=_quantiles(t0s, lats, origin, bin_ns, nbins, centers),
         windows=windows_of(facts, targets_hit))
 
 
@@ -122,35 +130,42 @@ def _seconds(t: int, origin: int) -> float:
     return (t - origin) / NS
 
 
+def _bins(times: Iterable[int], origin: int, bin_ns: int) -> Iterable[int]:
+    """Each time's bin, at C speed (a history has millions); every time is an op's, so within
+    [origin, end] and its bin within range."""
+    return map(floordiv, map(sub, times, repeat(origin)), repeat(bin_ns))
+
+
 def _histogram(times: Iterable[int], origin: int, bin_ns: int, nbins: int) -> list[int]:
-    counts = [0] * nbins
-    for t in times:
-        counts[min(nbins - 1, max(0, (t - origin) // bin_ns))] += 1
-    return counts
+    counts = Counter(_bins(times, origin, bin_ns))
+    return [counts.get(i, 0) for i in range(nbins)]
 
 
-def _thinned(points: Sequence[tuple[int, int]], origin: int, limit: int) -> tuple[Series, str]:
-    """At most `limit` points: every k-th by acceptance time, plus the slowest ones, so that the
-    outliers a reader looks for are never thinned away."""
-    if len(points) <= limit:
-        kept = points
+def _thinned(t0s: Sequence[int], lats: Sequence[int], origin: int,
+             limit: int) -> tuple[Series, str]:
+    """At most `limit` points: evenly spaced in acceptance order, plus the slowest ones, so that
+    the outliers a reader looks for are never thinned away."""
+    n = len(lats)
+    if n <= limit:
+        kept: Iterable[int] = range(n)
         how = ""
     else:
-        slowest = sorted(range(len(points)), key=lambda i: points[i][1])[-SLOWEST_KEPT:]
         evenly = limit - SLOWEST_KEPT
-        chosen = {k * len(points) // evenly for k in range(evenly)} | set(slowest)
-        kept = [points[i] for i in sorted(chosen)]
-        how = (f"showing {len(kept):,} of {len(points):,} points: {evenly:,} evenly spaced in "
+        chosen = {k * n // evenly for k in range(evenly)}
+        chosen.update(heapq.nlargest(SLOWEST_KEPT, range(n), key=lats.__getitem__))
+        kept = sorted(chosen)
+        how = (f"showing {len(chosen):,} of {n:,} points: {evenly:,} evenly spaced in "
                f"acceptance order, plus the {SLOWEST_KEPT} slowest; the quantiles use every point")
-    return (Series("latency", [_seconds(t, origin) for t, _ in kept], [lat / NS for _, lat in kept]),
+    kept = list(kept)
+    return (Series("latency", [_seconds(t0s[i], origin) for i in kept], [lats[i] / NS for i in kept]),
             how)
 
 
-def _quantiles(points: Sequence[tuple[int, int]], origin: int, bin_ns: int, nbins: int,
+def _quantiles(t0s: Sequence[int], lats: Sequence[int], origin: int, bin_ns: int, nbins: int,
                centers: list[float]) -> tuple[Series, ...]:
     by_bin: list[list[int]] = [[] for _ in range(nbins)]
-    for t, lat in points:
-        by_bin[min(nbins - 1, max(0, (t - origin) // bin_ns))].append(lat)
+    for b, lat in zip(_bins(t0s, origin, bin_ns), lats):
+        by_bin[b].append(lat)
     out = {name: Series(name, [], []) for name in QUANTILES}
     for center, lats in zip(centers, by_bin):
         if not lats:
