@@ -10,6 +10,7 @@ from harness.errors import HarnessError
 from reports.html import write_run_report
 from reports.index import run_dirs, write_index
 from reports.run import HISTORY, is_run_dir
+from reports.searches import search_roots, search_run_dirs
 
 
 def redraw(path: str | Path, progress: Callable[[str], None] | None = None) -> list[Path]:
@@ -20,7 +21,7 @@ def redraw(path: str | Path, progress: Callable[[str], None] | None = None) -> l
         raise HarnessError(f"no report directory at {path}")
     if is_run_dir(path):
         return [write_run_report(path)]
-    dirs = run_dirs(path)
+    dirs = run_dirs(path) + [d for s in search_roots(path) for d in search_run_dirs(s)]
     if not dirs:
         raise HarnessError(f"{path} holds no run: no {HISTORY} in it or in its directories")
     pages = []
