@@ -113,8 +113,8 @@ def chaos_run(request, chaos_stack, chaos_report_dir):
         import dataclasses
 
         named = dataclasses.replace(scenario, name=safe_name(request.node.nodeid))
-        result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed,
-                              progress=lambda line: sys.stderr.write(line + "\n"))
+        # progress goes through logging (logger "harness"): `-o log_cli=true` shows it live
+        result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed)
         row = _row(request.node, result)
         request.config.stash[RESULTS_KEY].append(row)
         _record_run(request.node, row, result)

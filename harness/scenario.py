@@ -131,12 +131,13 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     from harness.checkers.facts import load_with_facts
     from harness.history import HistoryWriter
     from harness.observer import DeliveryObserver
+    from harness.progress import Ticker, progress_to
     from harness.runner import run_schedule
     from harness.verdict import check
     from harness.workload import Workload
     from stack.reset import reset_stack
 
-    say = progress or (lambda line: None)
+    say = progress_to(progress)   # every line is logged (logger "harness"); progress gets it too
     schedule = scenario.validate(stack.topology)  # before touching anything
     report_dir = Path(report_root) / safe_name(scenario.name)
     # A report is one run: an earlier run's history must not be judged together with this one.
@@ -165,18 +166,26 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         observer.start(interval_s=1.0)
         workload.start()
         try:
-            report = run_schedule(stack, schedule, writer, progress=say)
-            coverage = report.coverage
-            missed = [r.to_data() for r in report.missed]
+            with Ticker(lambda s: _workload_line(s, workload, observer), say):
+                try:
+                    report = run_schedule(stack, schedule, writer, progress=say)
+                    coverage = report.coverage
+                    missed = [r.to_data() for r in report.missed]
+                finally:
+                    workload.join(timeout=spec.duration_s + 60)
         finally:
-            workload.join(timeout=spec.duration_s + 60)
             workload.stop()
             workload.join(timeout=30)
         answers = dict(workload.outcomes)
         observer.stop()
         say(f"[scenario] draining (up to {scenario.drain_s:.0f}s)")
         observer.record_parked(parked_ids(stack))
-        missing = observer.drain(workload.acknowledged_ids, deadline_s=scenario.drain_s)
+        accepted = workload.acknowledged_ids()
+        with Ticker(lambda s: f"[drain +{s:.0f}s] {len(accepted - observer.delivered)} of "
+                              f"{len(accepted)} accepted messages not delivered yet", say):
+            missing = observer.drain(accepted, deadline_s=scenario.drain_s)
+        say(f"[scenario] drained: {len(missing)} of {len(accepted)} accepted messages "
+            "neither delivered nor parked")
         if missing:
             observer.record_parked(parked_ids(stack))
         observer.close()
@@ -187,6 +196,13 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
     _draw_report(report_dir, say)
     return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed)
+
+
+def _workload_line(seconds: float, workload, observer) -> str:
+    answers = dict(workload.outcomes)
+    return (f"[workload +{seconds:.0f}s] {sum(answers.values())} answered: "
+            f"{answers.get('ok', 0)} accepted, {answers.get('fail', 0)} refused, "
+            f"{answers.get('info', 0)} unknown; {len(observer.delivered)} delivered")
 
 
 def _draw_report(report_dir: Path, say: Callable[[str], None]) -> None:

@@ -91,5 +91,6 @@ def test_report_redraws_every_run_and_the_index_offline(tmp_path):
                                      str(tmp_path / "two" / "report.html"),
                                      str(tmp_path / "index.html")]
     assert "Plotly.newPlot" in (tmp_path / "one" / "report.html").read_text()
+    assert f"[report] drawing {tmp_path / 'two'}" in result.stderr.splitlines()   # progress, as it goes
     single = run_cli("report", str(tmp_path / "two"))
     assert single.returncode == 0 and single.stdout.split() == [str(tmp_path / "two" / "report.html")]
