@@ -6,7 +6,7 @@ each figure is a JSON block, so the page opens from file:// with no network."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -189,12 +189,6 @@ def _s(t: int | None, origin: int) -> str:
 
 def figure_blocks(page: str) -> dict[str, dict[str, Any]]:
     """The figures a page holds, by id, as the JSON Plotly draws (for tests and tools)."""
-    import re
-
     return {m.group(1): json.loads(m.group(2).replace("<\\/", "</"))
             for m in re.finditer(r"<script type='application/json' class='plotly-figure' "
                                  r"data-target='([^']+)'>(.*?)</script>", page, re.S)}
-
-
-def write_run_reports(run_dirs: Iterable[Path]) -> list[Path]:
-    return [write_run_report(d) for d in run_dirs]

@@ -42,13 +42,6 @@ class StoredRun:
     def name(self) -> str:
         return str(self.run.get("test") or (self.scenario or {}).get("name") or self.dir.name)
 
-    @property
-    def seconds(self) -> float:
-        """The run's seconds as measured by the harness, else the span of its history."""
-        if isinstance(self.run.get("seconds"), (int, float)):
-            return float(self.run["seconds"])
-        return self.facts.ops and (self.facts.end - self.facts.origin) / 1e9
-
     def targets_hit(self) -> dict[str, list[str]]:
         return {str(c.get("step")): list(c.get("targets") or []) for c in self.coverage}
 

@@ -4,6 +4,7 @@ schedule, coverage, verdict), with known numbers, for the report tests."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from harness.history import Op, write_history
@@ -76,3 +77,17 @@ def write_run(run_dir: Path, ops: list[Op] | None = None, *, seconds: float | No
         (run_dir / "run.json").write_text(json.dumps(
             {"test": test, "group": group, "variant": variant, "seconds": seconds}))
     return run_dir
+
+
+def write_search(root: Path, tries: list[tuple[str, list[Op] | None, list[dict]]]) -> Path:
+    """A search as harness.search leaves it: runs/<scenario>/ per schedule tried (name, ops,
+    steps), in the order given, and found/<scenario>.json for the last one, the shrunk failure."""
+    search = root / "search-reject-drop"
+    for k, (name, ops, steps) in enumerate(tries):
+        run_dir = write_run(search / "runs" / name, ops, seconds=None)
+        (run_dir / "schedule.json").write_text(json.dumps({"steps": steps}))
+        os.utime(run_dir / "scenario.json", ns=(10**18 + k * 10**9,) * 2)   # the order they ran
+    (search / "found").mkdir()
+    (search / "found" / f"{tries[-1][0]}.json").write_text("{}")
+    (search / "hypothesis").mkdir()
+    return search

@@ -71,6 +71,8 @@ def _console(stderr: str) -> list[str]:
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser")
     R.write_run(root / "run1")
+    R.write_search(root, [("generated-aa", None, [{"at": 0, "fault": "kill", "targets": ["w1"],
+                                                   "duration": 5}])])
     redraw(root)
     return root
 

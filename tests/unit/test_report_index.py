@@ -57,28 +57,11 @@ def test_a_root_without_runs_is_a_user_error(tmp_path):
         write_index(tmp_path)
 
 
-def _search(root, tries):
-    """A search as harness.search leaves it: runs/<scenario>/ per schedule tried, in order, and
-    found/<scenario>.json for the shrunk failure (the last one tried here)."""
-    import json
-    import os
-
-    search = root / "search-reject-drop"
-    for k, (name, ops, steps) in enumerate(tries):
-        run_dir = R.write_run(search / "runs" / name, ops, seconds=None)
-        (run_dir / "schedule.json").write_text(json.dumps({"steps": steps}))
-        os.utime(run_dir / "scenario.json", ns=(10**18 + k * 10**9,) * 2)   # the order they ran
-    (search / "found").mkdir()
-    (search / "found" / f"{tries[-1][0]}.json").write_text("{}")
-    (search / "hypothesis").mkdir()
-    return search
-
-
 def test_search_section_lists_the_schedules_tried_the_first_failure_and_its_shrunk_form(tmp_path):
     two = [{"at": 0, "fault": "kill", "targets": ["worker1"], "duration": 5},
            {"at": 3, "fault": "partition", "targets": ["rabbitmq"], "duration": None}]
     # named so that their names' order is not the order they ran in
-    _search(tmp_path, [("generated-zz", _valid_ops(), two[1:]), ("generated-bb", None, two),
+    R.write_search(tmp_path, [("generated-zz", _valid_ops(), two[1:]), ("generated-bb", None, two),
                        ("generated-aa", None, two[:1])])
     page = write_index(tmp_path).read_text(encoding="utf-8")
     assert "Generated schedules: search-reject-drop" in page
@@ -98,7 +81,7 @@ def test_search_section_lists_the_schedules_tried_the_first_failure_and_its_shru
 def test_redraw_draws_the_search_runs_too(tmp_path):
     from reports.redraw import redraw
 
-    _search(tmp_path, [("generated-aa", None, [])])
+    R.write_search(tmp_path, [("generated-aa", None, [])])
     pages = redraw(tmp_path)
     assert pages == [tmp_path / "search-reject-drop" / "runs" / "generated-aa" / "report.html",
                      tmp_path / "index.html"]
