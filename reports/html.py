@@ -127,11 +127,18 @@ def _windows_table(series: RunSeries) -> str:
         return "<p>No fault was injected in this run.</p>"
     rows = "".join(
         f"<tr><td>{escape(w.step)}</td><td>{escape(w.fault)}</td>"
-        f"<td>{escape(', '.join(w.targets))}</td><td>{w.start_s:.2f}</td>"
+        f"<td>{_hit(w)}</td><td>{w.start_s:.2f}</td>"
         f"<td>{w.end_s:.2f}{'' if w.healed else ' (never healed)'}</td></tr>"
         for w in series.windows)
     return ("<table id='windows'><tr><th>step</th><th>fault</th><th>hit</th>"
             "<th>from (s)</th><th>to (s)</th></tr>" + rows + "</table>")
+
+
+def _hit(w: WindowSpan) -> str:
+    if w.took_effect is False:
+        return "nothing: took no effect" + (f" (asked for {escape(', '.join(w.targets))})"
+                                            if w.targets else "")
+    return escape(", ".join(w.targets)) + ("" if w.took_effect else " (asked; no coverage recorded)")
 
 
 def _offenders(run: StoredRun, windows: tuple[WindowSpan, ...]) -> str:

@@ -34,7 +34,7 @@ class StoredRun:
     facts: Facts
     verdict: Verdict
     scenario: dict[str, Any] | None
-    coverage: list[dict[str, Any]]
+    coverage: list[dict[str, Any]] | None   # the steps that took effect; None: no coverage.json
     stored_status: str | None        # the verdict.json written at the end of the run, if any
     run: dict[str, Any]              # run.json, or {}
 
@@ -42,8 +42,12 @@ class StoredRun:
     def name(self) -> str:
         return str(self.run.get("test") or (self.scenario or {}).get("name") or self.dir.name)
 
-    def targets_hit(self) -> dict[str, list[str]]:
-        return {str(c.get("step")): list(c.get("targets") or []) for c in self.coverage}
+    def targets_hit(self) -> dict[str, list[str]] | None:
+        """Step -> the nodes or links it hit, for every step that took effect (None: unknown)."""
+        if self.coverage is None:
+            return None
+        return {str(c.get("step")): list(c.get("targets") or []) for c in self.coverage
+                if isinstance(c, dict)}
 
     def violations(self) -> list[str]:
         return [name for name, r in self.verdict.results.items() if r.status == "invalid"]
@@ -72,7 +76,7 @@ def load_run(run_dir: str | Path) -> StoredRun:
     coverage = _json(run_dir / COVERAGE)
     return StoredRun(run_dir, history, facts_of(history), verdict,
                      scenario if isinstance(scenario, dict) else None,
-                     coverage if isinstance(coverage, list) else [],
+                     coverage if isinstance(coverage, list) else None,
                      stored.get("status") if isinstance(stored, dict) else None,
                      _json(run_dir / RUN_FACTS) or {})
 

@@ -42,9 +42,12 @@ class WindowSpan:
     start_s: float
     end_s: float
     healed: bool
+    took_effect: bool | None = None   # None: the run recorded no coverage
 
     @property
     def label(self) -> str:
+        if self.took_effect is False:
+            return f"{self.step} {self.fault} (no effect)"
         return f"{self.step} {self.fault}" + (f" → {', '.join(self.targets)}" if self.targets else "")
 
 
@@ -68,13 +71,16 @@ def bin_width(duration_s: float) -> float:
 
 
 def windows_of(facts: Facts, targets_hit: dict[str, list[str]] | None = None) -> tuple[WindowSpan, ...]:
-    """The facts' fault windows in run seconds; targets_hit (step -> nodes or links, from the
-    run's coverage) names whom a step really hit, else the targets its inject asked for."""
+    """The facts' fault windows in run seconds. targets_hit (step -> nodes or links, from the
+    run's coverage) names whom a step really hit, and a step missing from it took no effect (a
+    window is opened by the inject's invoke, whatever came of it); without it, the targets its
+    inject asked for."""
     hit = targets_hit or {}
     return tuple(
         WindowSpan(w.step, w.fault, tuple(str(t) for t in hit.get(w.step, w.targets)),
                    _seconds(w.start, facts.origin),
-                   _seconds(facts.end if w.end is None else w.end, facts.origin), w.end is not None)
+                   _seconds(facts.end if w.end is None else w.end, facts.origin), w.end is not None,
+                   None if targets_hit is None else w.step in targets_hit)
         for w in facts.windows)
 
 

@@ -120,3 +120,24 @@ def test_many_latency_points_are_thinned_and_the_page_says_so(tmp_path):
     assert max(series.latency.y) == pytest.approx(5.0, abs=1e-3)   # the outlier survives
     page = run_page(run)
     assert f"of {n:,} points" in _text(page.split("id='thinning'")[1].split("</p>")[0])
+
+
+def test_a_step_missing_from_the_coverage_is_drawn_as_taking_no_effect(tmp_path):
+    import json
+
+    run_dir = R.write_run(tmp_path / "missed")
+    coverage = json.loads((run_dir / "coverage.json").read_text())
+    (run_dir / "coverage.json").write_text(json.dumps(coverage[:1]))   # step 2 hit nothing
+    page = run_page(load_run(run_dir))
+    bars = {t["name"]: t for t in figure_blocks(page)["timeline"]["data"]}
+    assert bars["kill"]["y"] == ["step 1 kill → worker1"]
+    assert bars["partition"]["y"] == ["step 2 partition (no effect) (never healed)"]
+    windows = _text(page.split("id='windows'")[1].split("</table>")[0])
+    assert "2 partition nothing: took no effect (asked for rabbitmq)" in windows
+
+
+def test_without_coverage_the_requested_targets_are_shown_as_such(tmp_path):
+    run_dir = R.write_run(tmp_path / "old")
+    (run_dir / "coverage.json").unlink()
+    windows = _text(run_page(load_run(run_dir)).split("id='windows'")[1].split("</table>")[0])
+    assert "1 kill workers (asked; no coverage recorded)" in windows
