@@ -165,9 +165,8 @@ def cmd_check(args) -> int:
 
 def cmd_report(args) -> int:
     """Re-draw report.html (and index.html for a report root) from the stored files, offline."""
-    from reports.redraw import redraw
-
     from harness.progress import say
+    from reports.redraw import redraw
 
     for page in redraw(args.dir, progress=say):
         print(page)
