@@ -1,4 +1,4 @@
-"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search.
+"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search, report.
 
 Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
 and a non-zero exit, never a traceback.
@@ -12,6 +12,7 @@ import sys
 import time
 
 from harness.errors import HarnessError
+from harness.progress import show_progress
 
 
 def _stack_from_run(client, run_id: str | None):
@@ -131,8 +132,7 @@ def cmd_replay(args) -> int:
     stack = Stack(args.topology, seed=args.seed)  # no container yet: the topology is plain data
     scenario.validate(stack.topology)  # a bad file is refused before anything starts
     with stack:
-        result = run_scenario(stack, scenario, args.report_dir, seed=args.seed,
-                              progress=lambda line: print(line, file=sys.stderr))
+        result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
     print(result.verdict.summary())
     print(f"report: {result.report_dir}")
     return result.verdict.exit_code
@@ -141,6 +141,7 @@ def cmd_replay(args) -> int:
 def cmd_search(args) -> int:
     """Search generated fault schedules on a fresh stack; save and print the shrunk failing one."""
     from harness.generate import fault_names
+    from harness.progress import say
     from harness.search import PROFILES, search
     from stack.stack import Stack
 
@@ -151,8 +152,7 @@ def cmd_search(args) -> int:
         deploy = ({node: {"CHAOS_SWITCHES": args.switches} for node in stack.topology.names("worker")}
                   if args.switches else {})
         found = search(stack, args.report_dir, deploy=deploy, profile=args.profile, seed=args.seed,
-                       faults=faults,
-                       progress=lambda line: print(line, file=sys.stderr))
+                       faults=faults, progress=say)
     print(found.summary())
     return 0 if found.failure is None else 1
 
@@ -161,6 +161,16 @@ def cmd_check(args) -> int:
     from harness.verdict import check_file
 
     return check_file(args.file, json_out=args.json)
+
+
+def cmd_report(args) -> int:
+    """Re-draw report.html (and index.html for a report root) from the stored files, offline."""
+    from harness.progress import say
+    from reports.redraw import redraw
+
+    for page in redraw(args.dir, progress=say):
+        print(page)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,12 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.add_argument("--json", default=None, help="also write the verdict as JSON to this file")
     check.set_defaults(func=cmd_check)
+
+    report = sub.add_parser("report", help="re-draw report.html of a run directory, or of every run "
+                                           "and index.html of a report root, from the stored files")
+    report.add_argument("dir")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_progress()
     try:
         return args.func(args)
     except HarnessError as exc:

@@ -4,6 +4,8 @@ Options (each with an ini twin): --chaos-topology, --chaos-seed, --chaos-keep, -
 --chaos-replay. Fixtures: `chaos_stack` (one stack per session, reset before each scenario),
 `chaos_run` (run a `Scenario`, write its history, schedule and verdict under the report directory),
 `chaos_check` (fail the test with the verdict's human summary and the command that replays it).
+Each run leaves report.html in its directory and its verdict, violations, report and replay
+command as test-case properties (`--junitxml`); the session ends with index.html at the root.
 
 Tests marked `chaos` need Docker. Without Docker they are skipped with the reason, except under
 CI=true, where a missing Docker is an error: the chaos suite must never pass by not running.
@@ -12,7 +14,6 @@ CI=true, where a missing Docker is an error: the chaos suite must never pass by 
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -112,16 +113,36 @@ def chaos_run(request, chaos_stack, chaos_report_dir):
         import dataclasses
 
         named = dataclasses.replace(scenario, name=safe_name(request.node.nodeid))
-        result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed,
-                              progress=lambda line: sys.stderr.write(line + "\n"))
-        request.config.stash[RESULTS_KEY].append(_row(request.node, result))
+        # progress goes through logging (logger "harness"): `-o log_cli=true` shows it live
+        result = run_scenario(chaos_stack, named, chaos_report_dir, seed=seed)
+        row = _row(request.node, result)
+        request.config.stash[RESULTS_KEY].append(row)
+        _record_run(request.node, row, result)
         return result
 
     return run
 
 
 def replay_command(result) -> str:
-    return f"chaos-harness replay {shlex.quote(str(result.report_dir / 'scenario.json'))}"
+    from reports.run import replay_command as command
+
+    return command(result.report_dir)
+
+
+def _record_run(item, row, result) -> None:
+    """The run's facts for the index (run.json beside its files) and, as test-case properties,
+    for CI servers reading `--junitxml`: verdict, violated invariants, report and replay."""
+    import json
+
+    from reports.run import REPORT, RUN_FACTS
+
+    (result.report_dir / RUN_FACTS).write_text(json.dumps(
+        {"test": item.nodeid, "group": row.group, "variant": row.variant,
+         "seconds": result.seconds, "replay": replay_command(result)}, indent=2))
+    item.user_properties += [("chaos_verdict", result.status),
+                             ("chaos_violations", ",".join(sorted(result.violations()))),
+                             ("chaos_report", str(result.report_dir / REPORT)),
+                             ("chaos_replay", replay_command(result))]
 
 
 @pytest.fixture
@@ -166,6 +187,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.section("chaos runs")
         for line in incident_table(rows):
             terminalreporter.write_line(line)
+        terminalreporter.write_line(f"index: {_write_index(config)}")
+
+
+def _write_index(config) -> str:
+    from harness.errors import HarnessError
+    from reports.index import write_index
+
+    try:
+        return str(write_index(Path(option(config, "chaos_report_dir"))).resolve())
+    except HarnessError as exc:   # the runs' own pages stand; say why there is no index
+        return f"not drawn: {exc}"
 
 
 # ---------------------------------------------------------------------------------------------- generated schedules

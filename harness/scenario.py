@@ -131,12 +131,13 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     from harness.checkers.facts import load_with_facts
     from harness.history import HistoryWriter
     from harness.observer import DeliveryObserver
+    from harness.progress import Ticker, progress_to
     from harness.runner import run_schedule
     from harness.verdict import check
     from harness.workload import Workload
     from stack.reset import reset_stack
 
-    say = progress or (lambda line: None)
+    say = progress_to(progress)   # every line is logged (logger "harness"); progress gets it too
     schedule = scenario.validate(stack.topology)  # before touching anything
     report_dir = Path(report_root) / safe_name(scenario.name)
     # A report is one run: an earlier run's history must not be judged together with this one.
@@ -165,18 +166,26 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         observer.start(interval_s=1.0)
         workload.start()
         try:
-            report = run_schedule(stack, schedule, writer, progress=say)
-            coverage = report.coverage
-            missed = [r.to_data() for r in report.missed]
+            with Ticker(lambda s: _workload_line(s, workload, observer), say):
+                try:
+                    report = run_schedule(stack, schedule, writer, progress=say)
+                    coverage = report.coverage
+                    missed = [r.to_data() for r in report.missed]
+                finally:
+                    workload.join(timeout=spec.duration_s + 60)
         finally:
-            workload.join(timeout=spec.duration_s + 60)
             workload.stop()
             workload.join(timeout=30)
         answers = dict(workload.outcomes)
         observer.stop()
         say(f"[scenario] draining (up to {scenario.drain_s:.0f}s)")
         observer.record_parked(parked_ids(stack))
-        missing = observer.drain(workload.acknowledged_ids, deadline_s=scenario.drain_s)
+        accepted = workload.acknowledged_ids()
+        with Ticker(lambda s: f"[drain +{s:.0f}s] {len(accepted - observer.delivered)} of "
+                              f"{len(accepted)} accepted messages not delivered yet", say):
+            missing = observer.drain(accepted, deadline_s=scenario.drain_s)
+        say(f"[scenario] drained: {len(missing)} of {len(accepted)} accepted messages "
+            "neither delivered nor parked")
         if missing:
             observer.record_parked(parked_ids(stack))
         observer.close()
@@ -185,7 +194,26 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
     seconds = time.monotonic() - started
     say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
+    _draw_report(report_dir, say)
     return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed)
+
+
+def _workload_line(seconds: float, workload, observer) -> str:
+    answers = dict(workload.outcomes)
+    return (f"[workload +{seconds:.0f}s] {sum(answers.values())} answered: "
+            f"{answers.get('ok', 0)} accepted, {answers.get('fail', 0)} refused, "
+            f"{answers.get('info', 0)} unknown; {len(observer.delivered)} delivered")
+
+
+def _draw_report(report_dir: Path, say: Callable[[str], None]) -> None:
+    """report.html beside the stored files; the verdict is already saved, so a page that cannot
+    be drawn is said, not raised (`chaos-harness report DIR` draws it again)."""
+    from reports.html import write_run_report
+
+    try:
+        say(f"[scenario] report: {write_run_report(report_dir)}")
+    except Exception as exc:  # noqa: BLE001 - the run and its verdict stand without the page
+        say(f"[scenario] report.html not drawn: {type(exc).__name__}: {exc}")
 
 
 def load_scenario(path: str | Path) -> Scenario:

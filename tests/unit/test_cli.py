@@ -57,3 +57,40 @@ def test_replay_refuses_a_bad_workload_before_touching_docker(tmp_path):
     path.write_text(json.dumps({"name": "x", "workload": {"rate": "fast"}}))
     line = single_error_line(run_cli("replay", str(path), "--topology", "small", env=_dead_docker(), timeout=60))
     assert "workload rate must be a number above 0" in line, line
+
+
+def test_report_of_a_missing_directory(tmp_path):
+    line = single_error_line(run_cli("report", str(tmp_path / "nope")))
+    assert "no report directory at" in line and "nope" in line
+
+
+def test_report_of_a_directory_without_history(tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    result = run_cli("report", str(tmp_path))
+    assert result.returncode == 3
+    assert "holds no run" in single_error_line(result)
+
+
+def test_report_of_a_malformed_history(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_text('{"process": "c"}\n')
+    result = run_cli("report", str(run))
+    assert result.returncode == 3
+    assert "malformed history line" in single_error_line(result)
+
+
+def test_report_redraws_every_run_and_the_index_offline(tmp_path):
+    from tests.report_runs import write_run
+
+    write_run(tmp_path / "one")
+    write_run(tmp_path / "two")
+    result = run_cli("report", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "one" / "report.html"),
+                                     str(tmp_path / "two" / "report.html"),
+                                     str(tmp_path / "index.html")]
+    assert "Plotly.newPlot" in (tmp_path / "one" / "report.html").read_text()
+    assert f"[report] drawing {tmp_path / 'two'}" in result.stderr.splitlines()   # progress, as it goes
+    single = run_cli("report", str(tmp_path / "two"))
+    assert single.returncode == 0 and single.stdout.split() == [str(tmp_path / "two" / "report.html")]

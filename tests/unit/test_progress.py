@@ -1,0 +1,55 @@
+"""Live progress goes through logging: one record per line, a ticker while a phase lasts,
+never twice the same line when a caller hands the logging callback back down."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from harness.progress import Ticker, progress_to, say
+
+
+def _lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "harness"]
+
+
+def test_every_line_is_logged_and_handed_to_a_callback(caplog):
+    caplog.set_level(logging.INFO, logger="harness")
+    seen: list[str] = []
+    progress_to(seen.append)("[scenario] resetting the stack")
+    assert seen == ["[scenario] resetting the stack"]
+    assert _lines(caplog) == ["[scenario] resetting the stack"]
+
+
+def test_the_logging_callback_handed_back_logs_once(caplog):
+    caplog.set_level(logging.INFO, logger="harness")
+    progress_to(say)("[search] run 1")
+    progress_to(None)("[scenario] draining")
+    assert _lines(caplog) == ["[search] run 1", "[scenario] draining"]
+
+
+def test_ticker_tells_while_its_block_lasts_and_stops_after(caplog):
+    caplog.set_level(logging.INFO, logger="harness")
+    with Ticker(lambda s: f"[workload +{s:.2f}s] tick", interval_s=0.05):
+        time.sleep(0.4)
+    ticks = len(_lines(caplog))
+    assert 3 <= ticks <= 9, _lines(caplog)
+    assert all(line.startswith("[workload +") for line in _lines(caplog))
+    time.sleep(0.2)
+    assert len(_lines(caplog)) == ticks
+
+
+def test_a_failing_progress_line_does_not_stop_the_ticker(caplog):
+    caplog.set_level(logging.INFO, logger="harness")
+    calls = []
+
+    def line(_s: float) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("gone")
+        return "fine"
+
+    with Ticker(line, interval_s=0.05):
+        time.sleep(0.3)
+    assert "fine" in _lines(caplog)
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
