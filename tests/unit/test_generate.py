@@ -75,8 +75,14 @@ def test_shrinks_two_needed_steps_to_two():
     def fails(schedule):
         return {"kill", "provider-outage"} <= {s.fault for s in schedule.steps}
 
-    found = find(schedules(topology("small")), fails, settings=settings(max_examples=2000))
-    assert [(s.fault, s.at, s.duration, s.params) for s in found.steps] == [
+    # Hypothesis's shrink now and then keeps a redundant simplest step (seen: outage, outage, kill, once
+    # a fresh example database recorded that shrink); the search's step-dropping pass removes it, so
+    # the two needed steps at their simplest are what a user gets.
+    found = find(schedules(topology("small")), fails, settings=settings(max_examples=2000, database=None))
+    simplest = {("provider-outage", 0.0, 2.0), ("kill", 0.0, 2.0)}
+    assert {(s.fault, s.at, s.duration) for s in found.steps} == simplest, found
+    assert all(s.params == {} for s in found.steps), found
+    assert [(s.fault, s.at, s.duration, s.params) for s in drop_steps(found, fails).steps] == [
         ("provider-outage", 0.0, 2.0, {}), ("kill", 0.0, 2.0, {})]
 
 
