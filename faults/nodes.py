@@ -1,7 +1,8 @@
 """What faults on containers share: resolving node targets, container states, and "is it serving again?".
 
 `serving(stack, node)` is the outside view a fault waits on after it brings a node back: the node
-answers on its own protocol (AMQP handshake, ZooKeeper `srvr` mode, Redis `PING`, the proxy API).
+answers on its own protocol (AMQP handshake, ZooKeeper `srvr` mode, Redis `PING`, the proxy API),
+as the node's kind says (`stack/kinds/`).
 """
 
 from __future__ import annotations
@@ -23,22 +24,10 @@ WAIT_SERVING = Param("wait_serving", bool, True, help="after bringing a node bac
 
 
 def serving(stack: "Stack", node: str) -> tuple[bool, str]:
-    role = stack.topology.node(node).role
-    if role == "rabbitmq":
-        return health._amqp_listening(stack, node), "AMQP handshake on 5672"
-    if role == "zookeeper":
-        mode = health.zk_mode(stack, node)
-        return mode in ("leader", "follower", "standalone"), f"mode {mode}"
-    if role in ("redis", "sentinel"):
-        port = "26379" if role == "sentinel" else "6379"
-        code, out = stack.exec(node, ["redis-cli", "-p", port, "ping"], timeout=5)
-        return code == 0 and "PONG" in out, out.strip()[:80]
-    if role == "proxy":
-        return health._proxy_probe(stack)
-    port = int(stack.topology.node(node).env.get("HTTP_PORT", "8080"))
-    script = ("import urllib.request;urllib.request.urlopen('http://127.0.0.1:%d/health',timeout=3)" % port)
-    code, out = stack.exec(node, ["python3", "-c", script], timeout=6)
-    return code == 0, out.strip()[-120:] or f"exit {code}"
+    """Whether the node answers on its own protocol, as its kind judges it (`stack.kinds`)."""
+    from stack.kinds import kind_of
+
+    return kind_of(stack.topology.node(node).role).serving(stack, node)
 
 
 def status(stack: "Stack", node: str) -> str:

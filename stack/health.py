@@ -1,8 +1,8 @@
-"""Readiness of a run's nodes, judged on real cluster facts, each wait with a deadline.
+"""Waiting on the readiness of a run's nodes, with deadlines, and the probes the kinds share.
 
-RabbitMQ: `cluster_status` on every node lists all nodes running. ZooKeeper: every node serves and
-the ensemble has exactly one leader. Redis: the replica's link to its primary is up. Sentinel: every
-Sentinel names the same master and knows the others. Proxy: its API answers.
+What "ready" means is each node kind's to say (`stack/kinds/`): RabbitMQ's cluster_status lists every
+node running, a ZooKeeper ensemble has exactly one leader, Redis replicas have their link up, every
+Sentinel names the same master, the proxy's API answers, a service's /health answers.
 """
 
 from __future__ import annotations
@@ -95,27 +95,6 @@ def _amqp_listening(stack: "Stack", node: str) -> bool:
         return False
 
 
-def node_ready(stack: "Stack", node: str) -> bool:
-    """A cheap readiness test of one node, for nodes that others must not start before."""
-    role = stack.topology.node(node).role
-    if role == "rabbitmq":
-        return _amqp_listening(stack, node)
-    raise HarnessError(f"no readiness probe for {role} node {node}")
-
-
-def _rabbit_probe(node: str, expected: list[str]) -> Probe:
-    def probe(stack: "Stack") -> tuple[bool, str]:
-        # The CLI costs an Erlang VM start per call: only ask it once every node speaks AMQP.
-        silent = [n for n in expected if not _amqp_listening(stack, n)]
-        if silent:
-            return False, f"AMQP not answering yet on {silent}"
-        status = rabbitmq_cluster_status(stack, node)
-        running = sorted(status.get("running_nodes", []))
-        want = sorted(f"rabbit@{n}" for n in expected)
-        return running == want, f"running nodes {running}"
-    return probe
-
-
 def zk_four_letter(stack: "Stack", node: str, word: str = "srvr") -> str:
     script = ("import socket,sys;s=socket.create_connection(('127.0.0.1',%d),2);s.sendall(%r);"
               "sys.stdout.write(s.makefile(errors='replace').read())" % (ZK_PORT, word.encode()))
@@ -133,31 +112,11 @@ def zk_mode(stack: "Stack", node: str) -> str:
     return match.group(1)
 
 
-def _zk_probe(nodes: list[str]) -> Probe:
-    def probe(stack: "Stack") -> tuple[bool, str]:
-        modes = {n: zk_mode(stack, n) for n in nodes}
-        leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
-        return len(leaders) == 1 and all(m in ("leader", "follower", "standalone") for m in modes.values()), \
-            f"modes {modes}"
-    return probe
-
-
 def redis_info(stack: "Stack", node: str, port: int = 6379, section: str = "replication") -> dict[str, str]:
     code, out = stack.exec(node, ["redis-cli", "-p", str(port), "info", section], timeout=5)
     if code != 0:
         raise RuntimeError(out.strip() or f"exit {code}")
     return dict(line.split(":", 1) for line in out.replace("\r", "").splitlines() if ":" in line)
-
-
-def _redis_replication_probe(nodes: list[str]) -> Probe:
-    """One master; every other node its replica with the link up (whichever node is master now)."""
-    def probe(stack: "Stack") -> tuple[bool, str]:
-        infos = {n: redis_info(stack, n) for n in nodes}
-        masters = [n for n, i in infos.items() if i.get("role") == "master"]
-        links = {n: i.get("master_link_status") for n, i in infos.items() if i.get("role") == "slave"}
-        ok = len(masters) == 1 and len(links) == len(nodes) - 1 and all(v == "up" for v in links.values())
-        return ok, f"masters {masters} replica links {links}"
-    return probe
 
 
 def sentinel_master(stack: "Stack", node: str) -> dict[str, str]:
@@ -169,66 +128,28 @@ def sentinel_master(stack: "Stack", node: str) -> dict[str, str]:
     return dict(zip(items[0::2], items[1::2]))
 
 
-def _sentinel_probe(nodes: list[str]) -> Probe:
-    def probe(stack: "Stack") -> tuple[bool, str]:
-        views = {n: sentinel_master(stack, n) for n in nodes}
-        masters = {n: f"{v.get('ip')}:{v.get('port')}" for n, v in views.items()}
-        others = {n: int(v.get("num-other-sentinels", "0")) for n, v in views.items()}
-        flags_ok = all(v.get("flags") == "master" for v in views.values())
-        ok = len(set(masters.values())) == 1 and all(o == len(nodes) - 1 for o in others.values()) and flags_ok
-        return ok, f"masters {masters} other-sentinels {others}"
-    return probe
+def node_ready(stack: "Stack", node: str) -> bool:
+    """A cheap readiness test of one node, for nodes that others must not start before."""
+    from stack.kinds import kind_of
 
-
-def _proxy_probe(stack: "Stack") -> tuple[bool, str]:
-    import requests
-
-    url = f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}/version"
-    response = requests.get(url, timeout=2)
-    return response.status_code == 200, f"GET /version -> {response.status_code}"
-
-
-def _http_health_probe(node: str, port: int) -> Probe:
-    def probe(stack: "Stack") -> tuple[bool, str]:
-        script = ("import urllib.request,sys;r=urllib.request.urlopen('http://127.0.0.1:%d/health',timeout=3);"
-                  "sys.stdout.write(r.read().decode())" % port)
-        code, out = stack.exec(node, ["python3", "-c", script], timeout=6)
-        return code == 0, out.strip().splitlines()[-1][:200] if out.strip() else f"exit {code}"
-    return probe
+    return kind_of(stack.topology.node(node).role).ready(stack, node)
 
 
 def checks_for(stack: "Stack", nodes: list[NodeSpec]) -> list[Check]:
-    names = {n.name for n in nodes}
-    topo = stack.topology
-    checks: list[Check] = []
-    # A group check judges the whole group whenever one of its nodes is asked about (a redeploy of
-    # rmq2 is healthy when the cluster runs all three again).
-    def group(role: str) -> list[str]:
-        members = topo.names(role)
-        return members if names & set(members) else []
+    """The readiness checks of `nodes`, asked of each node's kind. A group kind judges the whole group
+    whenever one of its nodes is asked about (a redeploy of rmq2 is healthy when the cluster runs all
+    three again)."""
+    from stack.kinds import kind_of
 
-    rabbits = group("rabbitmq")
-    if rabbits:
-        checks.append(Check(f"RabbitMQ cluster_status on {rabbits[0]} shows {rabbits} running", rabbits[0],
-                            _rabbit_probe(rabbits[0], rabbits), tuple(rabbits)))
-    zks = group("zookeeper")
-    if zks:
-        checks.append(Check(f"ZooKeeper ensemble {zks} has one leader", zks[0], _zk_probe(zks), tuple(zks)))
-    redis_nodes = group("redis")
-    if redis_nodes:
-        checks.append(Check(f"Redis {redis_nodes}: one master, replicas with master_link_status:up",
-                            redis_nodes[-1], _redis_replication_probe(redis_nodes), tuple(redis_nodes)))
-    sentinels = group("sentinel")
-    if sentinels:
-        checks.append(Check(f"Sentinels {sentinels} name one master and know each other", sentinels[0],
-                            _sentinel_probe(sentinels), tuple(sentinels)))
-    if "proxy" in names:
-        checks.append(Check("proxy API answers", "proxy", _proxy_probe))
-    for node in nodes:
-        if node.role in ("api", "worker", "sink", "scheduler"):
-            port = int(node.env.get("HTTP_PORT", "8080"))
-            checks.append(Check(f"{node.role} {node.name} /health answers", node.name,
-                                _http_health_probe(node.name, port)))
+    checks: list[Check] = []
+    groups_done: set[str] = set()
+    for spec in nodes:
+        kind = kind_of(spec.role)
+        if not kind.group:
+            checks += kind.checks(stack, [spec])
+        elif spec.role not in groups_done:
+            groups_done.add(spec.role)
+            checks += kind.checks(stack, [n for n in stack.topology.nodes if n.role == spec.role])
     return checks
 
 

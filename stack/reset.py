@@ -46,8 +46,10 @@ def _redeploy_drifted_services(stack: "Stack") -> list[str]:
     from faults.deploy import deployed_env
 
     redeployed = []
+    from stack.kinds import kind_of
+
     for node in stack.topology.nodes:
-        if node.image != "services" or node.role == "proxy":
+        if not kind_of(node.role).service:
             continue
         env = deployed_env(stack.container(node.name))
         drift = {k for k, v in node.env.items() if env.get(k) != v}

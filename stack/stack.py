@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from stack import cleanup, health, reaper, stopping
 from stack.docker_api import docker_client
 from stack.images import ensure_images, stderr_progress
+from stack.kinds import kind_of
 from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology
 
@@ -101,8 +102,8 @@ class Stack:
             self.network = client.networks.create(
                 self.network_name, driver="bridge", check_duplicate=True,
                 labels=self.labels(**{cleanup.LABEL_KIND: "network"}))
-            infra = [n for n in self.topology.nodes if n.role not in SERVICE_ROLES]
-            services = [n for n in self.topology.nodes if n.role in SERVICE_ROLES]
+            services = [n for n in self.topology.nodes if kind_of(n.role).service]
+            infra = [n for n in self.topology.nodes if n not in services]
             self._start_waves(infra)
             self.wait_healthy(infra)
             health.configure_proxy(self)
@@ -328,5 +329,3 @@ class Stack:
                 out[f"{node.name}:{port}"] = f"{scheme}://127.0.0.1:{self.host_port(node.name, port)}"
         return out
 
-
-SERVICE_ROLES = frozenset({"api", "worker", "sink", "scheduler"})

@@ -1,0 +1,34 @@
+"""Redis nodes: ready when there is one master and every other node is its replica with the link up."""
+
+from __future__ import annotations
+
+from stack import health
+from stack.kinds.base import Kind, register_kind
+from stack.topology import REDIS_PORT
+
+
+def ping(stack, node: str, port: int) -> tuple[bool, str]:
+    code, out = stack.exec(node, ["redis-cli", "-p", str(port), "ping"], timeout=5)
+    return code == 0 and "PONG" in out, out.strip()[:80]
+
+
+@register_kind
+class Redis(Kind):
+    name = "redis"
+    group = True
+
+    def serving(self, stack, node: str) -> tuple[bool, str]:
+        return ping(stack, node, REDIS_PORT)
+
+    def checks(self, stack, nodes):
+        names = [n.name for n in nodes]
+
+        def probe(stack) -> tuple[bool, str]:
+            infos = {n: health.redis_info(stack, n) for n in names}
+            masters = [n for n, i in infos.items() if i.get("role") == "master"]
+            links = {n: i.get("master_link_status") for n, i in infos.items() if i.get("role") == "slave"}
+            ok = len(masters) == 1 and len(links) == len(names) - 1 and all(v == "up" for v in links.values())
+            return ok, f"masters {masters} replica links {links}"
+
+        return [health.Check(f"Redis {names}: one master, replicas with master_link_status:up", names[-1], probe,
+                             tuple(names))]
