@@ -10,7 +10,7 @@ must exit on its own after SIGTERM, within its grace: exit code 0 or 143, never 
 import pytest
 
 from harness.scenario import Scenario, WorkloadSpec
-from tests.trust.history_facts import stopped_containers
+from harness.stops import stopped_containers
 
 pytestmark = pytest.mark.chaos
 
@@ -36,7 +36,7 @@ def test_rolling_deploys_under_load_lose_and_duplicate_nothing(chaos_run, chaos_
                               campaign_size=10),
         drain_s=40.0))
     chaos_check(result)  # valid: nothing lost, duplicated, unexpected, late or stuck
-    stopped = stopped_containers(result.report_dir)
+    stopped = stopped_containers(result.report_dir / "history.jsonl")
     workers = [end for fault, node, end in stopped if node.startswith("worker")]
     api = [end for fault, node, end in stopped if node == "api"]
     schedulers = [end for fault, node, end in stopped if node.startswith("scheduler")]
