@@ -1,4 +1,4 @@
-"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search, report.
+"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search, report, stack.
 
 Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
 and a non-zero exit, never a traceback.
@@ -173,6 +173,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_stack_check(args) -> int:
+    """Validate a stack file (nothing starts) and print the nodes and proxy links it resolves to."""
+    from stack.model import describe, load_stack_file
+    from stack.topology import RunParams
+
+    topology = load_stack_file(args.file, RunParams(run_id="check", cookie="check",
+                                                     with_services=not args.no_services))
+    print("\n".join(describe(topology)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chaos-harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
                                            "and index.html of a report root, from the stored files")
     report.add_argument("dir")
     report.set_defaults(func=cmd_report)
+
+    stack_file = sub.add_parser("stack", help="stack files: `stack check FILE` validates one and prints "
+                                              "the nodes and links it resolves to")
+    stack_file.add_argument("action", choices=["check"])
+    stack_file.add_argument("file")
+    stack_file.add_argument("--no-services", action="store_true", help="infrastructure only")
+    stack_file.set_defaults(func=cmd_stack_check)
     return parser
 
 

@@ -1,0 +1,382 @@
+"""Stack files: a Compose-shaped YAML description of a run's nodes and proxy links, checked before anything
+starts, every error one line naming the file, the line and the key.
+
+    topology = load_stack_file("stack/stacks/default.yaml", RunParams(run_id="r1", cookie="c"))
+
+The format is drafted in `docs/design/own-stack.md`: `services:` in Compose's keys (`image`, `command`,
+`environment`, `ports`, `depends_on`, `deploy.replicas`, `mem_limit`), `x-kind` for infrastructure of a
+built-in kind (rabbitmq, zookeeper, redis, sentinel, proxy), `x-role` to share a role between services,
+and `x-chaos.links` for the client groups' links through the proxy. Environment values may name addresses:
+`{{ via GROUP SERVICE }}`, `{{ direct SERVICE }}`, `{{ routes GROUP SERVICE }}`, and `{{ node }}`; a variable
+whose templates resolve to nothing is left out.
+The shipped `stack/stacks/default.yaml` and `small.yaml` give exactly the topologies of `stack.topology`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, ProxyLink, RunParams,
+                            Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
+                            zookeeper_node)
+
+STACKS_DIR = Path(__file__).resolve().parent / "stacks"
+INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
+SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
+TOP_KEYS = ("name", "services")
+INFRA_KEYS = ("x-kind", "deploy")
+SERVICE_KEYS = ("image", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "x-role")
+TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+class Located:
+    """Where each value of a parsed YAML document came from, by its path of keys and indexes."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[tuple, int] = {}
+
+    def error(self, path: tuple, message: str) -> HarnessError:
+        line = self.lines.get(path)
+        where = f"{self.source}:{line}" if line else self.source
+        key = ".".join(str(p) for p in path)
+        return HarnessError(f"{where}: {key + ': ' if key else ''}{message}")
+
+
+def _plain(node, path: tuple, located: Located) -> Any:
+    """A composed YAML node as plain data, recording the line of every key and item."""
+    import yaml
+
+    located.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        own = [k.value for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        twice = next((k for i, k in enumerate(own) if k in own[:i]), None)
+        if twice is not None:
+            raise located.error(path + (twice,), "given twice")
+        loader = yaml.SafeLoader("")
+        loader.flatten_mapping(node)  # merge keys (<<: *anchor) first, as Compose files use them
+        loader.dispose()
+        out: dict = {}
+        for key_node, value_node in node.value:  # a key of the mapping's own overrides a merged one
+            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, (str, int)):
+                raise located.error(path, "keys must be names")
+            located.lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _plain(value_node, path + (key,), located)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, path + (i,), located) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node) -> Any:
+    import yaml
+
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+@dataclass
+class _Service:
+    name: str
+    data: dict
+    kind: str  # an infrastructure kind, or "service"
+    nodes: list[str] = field(default_factory=list)
+
+
+def load_stack_file(path: str | Path, params: RunParams) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise HarnessError(f"cannot read stack file {path}: {exc.strerror}") from None
+    return parse_stack(text, str(path), params)
+
+
+def shipped_stack(name: str) -> Path:
+    """The stack file shipped for a topology name (`default`, `small`)."""
+    return STACKS_DIR / f"{name}.yaml"
+
+
+def parse_stack(text: str, source: str, params: RunParams) -> Topology:
+    import yaml
+
+    located = Located(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise HarnessError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if root is None:
+        raise HarnessError(f"{source}: empty stack file")
+    data = _plain(root, (), located)
+    if not isinstance(data, dict):
+        raise located.error((), "a stack file is a mapping with 'name' and 'services'")
+    for key in data:
+        if key not in TOP_KEYS and not str(key).startswith("x-"):
+            raise located.error((key,), f"unknown key (known: {', '.join(TOP_KEYS)}, and x- extensions)")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise located.error(("name",), "a stack needs a name")
+    services = _services(data.get("services"), located)
+    links = _links(data.get("x-chaos", {}), services, located)
+    nodes = _nodes(services, params, links, located)
+    return Topology(name=name, nodes=tuple(nodes), links=links)
+
+
+def _services(raw: Any, located: Located) -> dict[str, _Service]:
+    if not isinstance(raw, dict) or not raw:
+        raise located.error(("services",), "must map service names to their definitions")
+    services: dict[str, _Service] = {}
+    taken: dict[str, str] = {}
+    for name, spec in raw.items():
+        path = ("services", name)
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            raise located.error(path, "a service name is lower-case letters, digits and '-'")
+        if not isinstance(spec, dict):
+            raise located.error(path, "must be a mapping")
+        kind = spec.get("x-kind", "service")
+        if kind != "service" and kind not in INFRA_KINDS:
+            raise located.error(path + ("x-kind",), f"unknown kind {kind!r} (known: {', '.join(INFRA_KINDS)})")
+        allowed = INFRA_KEYS if kind != "service" else SERVICE_KEYS
+        for key in spec:
+            if key not in allowed:
+                raise located.error(path + (key,), f"not a key of a {kind} service (known: {', '.join(allowed)})")
+        service = _Service(name, spec, kind)
+        deploy = spec.get("deploy", {})
+        if not isinstance(deploy, dict) or set(deploy) - {"replicas"}:
+            raise located.error(path + ("deploy",), "only deploy.replicas is read")
+        if "replicas" in deploy:
+            replicas = deploy["replicas"]
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 9:
+                raise located.error(path + ("deploy", "replicas"), f"must be a whole number 1..9, not {replicas!r}")
+            service.nodes = [f"{name}{i}" for i in range(1, replicas + 1)]
+        else:
+            service.nodes = [name]
+        for node in service.nodes:
+            if node in taken:
+                raise located.error(path, f"node {node!r} is also a node of service {taken[node]!r}")
+            taken[node] = name
+        services[name] = service
+    for kind in ("redis", "proxy"):
+        found = [s.name for s in services.values() if s.kind == kind]
+        if len(found) > 1:
+            raise located.error(("services", found[1]), f"a stack has at most one {kind} service")
+    return services
+
+
+def _links(chaos: Any, services: dict[str, _Service], located: Located) -> tuple[ProxyLink, ...]:
+    if not isinstance(chaos, dict):
+        raise located.error(("x-chaos",), "must be a mapping")
+    groups = chaos.get("links", {})
+    if not isinstance(groups, dict):
+        raise located.error(("x-chaos", "links"), "must map client groups to lists of services")
+    if groups and not any(s.kind == "proxy" for s in services.values()):
+        raise located.error(("x-chaos", "links"), "links go through the proxy: add a service with x-kind: proxy")
+    links: list[ProxyLink] = []
+    port = PROXY_PORT_BASE
+    for group, targets in groups.items():
+        path = ("x-chaos", "links", group)
+        if not isinstance(targets, list):
+            raise located.error(path, "must be a list of service names")
+        for i, target in enumerate(targets):
+            if target not in services:
+                raise located.error(path + (i,), f"unknown service {target!r} (services: {', '.join(services)})")
+            service = services[target]
+            service_port = _service_port(service, located)
+            for node in service.nodes:
+                port += 1
+                links.append(ProxyLink(group=group, node=node, port=service_port, listen_port=port))
+    return tuple(links)
+
+
+def _service_port(service: _Service, located: Located) -> int:
+    if service.kind in SERVICE_PORTS:
+        return SERVICE_PORTS[service.kind]
+    ports = _ports(service, located)
+    if not ports:
+        raise located.error(("services", service.name), "a link to it needs its port: give it ports")
+    return ports[0]
+
+
+def _ports(service: _Service, located: Located) -> tuple[int, ...]:
+    raw = service.data.get("ports", [])
+    path = ("services", service.name, "ports")
+    if not isinstance(raw, list):
+        raise located.error(path, "must be a list of container ports")
+    ports = []
+    for i, port in enumerate(raw):
+        value = int(port) if isinstance(port, str) and port.isdigit() else port
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+            raise located.error(path + (i,), f"a container port 1..65535 (published on 127.0.0.1), not {port!r}")
+        ports.append(value)
+    if len(set(ports)) != len(ports):
+        raise located.error(path, "a port is listed twice")
+    return tuple(ports)
+
+
+def _nodes(services: dict[str, _Service], params: RunParams, links: tuple[ProxyLink, ...],
+           located: Located) -> list[NodeSpec]:
+    by_kind = {kind: [s for s in services.values() if s.kind == kind] for kind in INFRA_KINDS}
+    redis_nodes = [n for s in by_kind["redis"] for n in s.nodes]
+    nodes: list[NodeSpec] = []
+    for service in services.values():
+        if service.kind == "rabbitmq":
+            nodes += [rabbitmq_node(n, service.nodes, params.cookie) for n in service.nodes]
+        elif service.kind == "zookeeper":
+            nodes += [zookeeper_node(n, i, service.nodes) for i, n in enumerate(service.nodes, 1)]
+        elif service.kind == "redis":
+            primary = service.nodes[0]
+            nodes += [redis_node(n, "redis", None if n == primary else primary) for n in service.nodes]
+        elif service.kind == "sentinel":
+            if not redis_nodes:
+                raise located.error(("services", service.name), "Sentinels watch a Redis service: add one")
+            quorum = max(1, len(service.nodes) // 2 + 1)
+            nodes += [sentinel_node(n, redis_nodes[0], quorum, redis_nodes) for n in service.nodes]
+        elif service.kind == "proxy":
+            nodes.append(proxy_node())
+        elif params.with_services:
+            nodes += _own_service(service, services, links, located)
+    _check_start_order(nodes, located)
+    return nodes
+
+
+def _own_service(service: _Service, services: dict[str, _Service], links: tuple[ProxyLink, ...],
+                 located: Located) -> list[NodeSpec]:
+    path = ("services", service.name)
+    data = service.data
+    image = data.get("image")
+    if not isinstance(image, str) or not image:
+        raise located.error(path + ("image",), "a service needs an image")
+    command = data.get("command")
+    if isinstance(command, str):
+        command = tuple(shlex.split(command))
+    elif isinstance(command, list) and all(isinstance(c, (str, int)) for c in command):
+        command = tuple(str(c) for c in command)
+    elif command is not None:
+        raise located.error(path + ("command",), "a list of arguments or a string")
+    mem = data.get("mem_limit")
+    if mem is not None and not (isinstance(mem, str) and re.fullmatch(r"\d+[bkmg]?", mem.lower())):
+        raise located.error(path + ("mem_limit",), f"a size such as 256m, not {mem!r}")
+    after = _depends_on(service, services, located)
+    env = _environment(service, located)
+    role = data.get("x-role", service.name)
+    if not isinstance(role, str) or not role:
+        raise located.error(path + ("x-role",), "a role name")
+    out = []
+    for node in service.nodes:
+        rendered = {k: _render(v, node, service, links, services, located, path + ("environment", k))
+                    for k, v in env.items()}
+        # A variable whose templates resolve to nothing is left out (routes when the proxy is bypassed).
+        rendered = {k: v for k, v in rendered.items() if v or not TEMPLATE.search(env[k])}
+        out.append(NodeSpec(name=node, role=role, image=image, command=command, env=rendered,
+                            publish=_ports(service, located), mem_limit=mem, start_after=after))
+    return out
+
+
+def _depends_on(service: _Service, services: dict[str, _Service], located: Located) -> tuple[str, ...]:
+    path = ("services", service.name, "depends_on")
+    raw = service.data.get("depends_on", [])
+    names = list(raw) if isinstance(raw, dict) else raw  # Compose's long form: {svc: {condition: ...}}
+    if not isinstance(names, list):
+        raise located.error(path, "a list of service names")
+    after: list[str] = []
+    for i, name in enumerate(names):
+        if name not in services:
+            raise located.error(path + (i,), f"unknown service {name!r}")
+        after += services[name].nodes
+    return tuple(after)
+
+
+def _environment(service: _Service, located: Located) -> dict[str, str]:
+    path = ("services", service.name, "environment")
+    raw = service.data.get("environment", {})
+    if isinstance(raw, list):  # Compose's list form: ["KEY=value", ...]
+        pairs = {}
+        for i, item in enumerate(raw):
+            if not isinstance(item, str) or "=" not in item:
+                raise located.error(path + (i,), "KEY=value")
+            key, value = item.split("=", 1)
+            pairs[key] = value
+            located.lines[path + (key,)] = located.lines.get(path + (i,), 0)
+        raw = pairs
+    if not isinstance(raw, dict):
+        raise located.error(path, "a mapping of variables, or a list of KEY=value")
+    env = {}
+    for key, value in raw.items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise located.error(path + (key,), "a string or a number")
+        env[str(key)] = str(value)
+    return env
+
+
+def _render(value: str, node: str, service: _Service, links: tuple[ProxyLink, ...],
+            services: dict[str, _Service], located: Located, path: tuple) -> str:
+    direct = os.environ.get("CHAOS_SERVICES_DIRECT", "") == "1"
+
+    def one(match: re.Match) -> str:
+        words = match.group(1).split()
+        if words == ["node"]:
+            return node
+        verb = words[0] if words else ""
+        if verb == "direct" and len(words) == 2:
+            target = _target(words[1], services, located, path)
+            return ",".join(f"{n}:{_service_port(target, located)}" for n in target.nodes)
+        if verb in ("via", "routes") and len(words) == 3:
+            group, target = words[1], _target(words[2], services, located, path)
+            chosen = [l for l in links if l.group == group and l.node in target.nodes]
+            if not any(l.group == group for l in links):
+                raise located.error(path, f"no client group {group!r} in x-chaos.links")
+            if not chosen:
+                raise located.error(path, f"group {group!r} has no link to service {target.name!r}")
+            if verb == "via":
+                return ",".join(f"{l.node}:{l.port}" if direct else l.address for l in chosen)
+            return "" if direct else ",".join(f"{l.node}:{l.port}={l.address}" for l in chosen)
+        raise located.error(path, f"unknown template {match.group(0)!r} (known: {{{{ node }}}}, "
+                                  "{{ direct SERVICE }}, {{ via GROUP SERVICE }}, {{ routes GROUP SERVICE }})")
+
+    return TEMPLATE.sub(one, value)
+
+
+def _target(name: str, services: dict[str, _Service], located: Located, path: tuple) -> _Service:
+    if name not in services:
+        raise located.error(path, f"unknown service {name!r} (services: {', '.join(services)})")
+    return services[name]
+
+
+def _check_start_order(nodes: list[NodeSpec], located: Located) -> None:
+    """Every node's start_after and ready_before name nodes of the stack, with no cycle."""
+    after = {n.name: set(n.start_after) | set(n.ready_before) for n in nodes}
+    done: set[str] = set()
+    pending = dict(after)
+    while pending:
+        free = [n for n, deps in pending.items() if deps <= done]
+        if not free:
+            missing = sorted({d for deps in pending.values() for d in deps} - set(after))
+            what = f"they wait on nodes the stack does not run: {missing}" if missing else "a cycle"
+            raise located.error(("services",), f"start order of {', '.join(sorted(pending))}: {what}")
+        for n in free:
+            done.add(n)
+            del pending[n]
+
+
+def describe(topology: Topology) -> list[str]:
+    """The resolved nodes and links, one line each, for `chaos-harness stack check`."""
+    lines = [f"stack {topology.name}: {len(topology.nodes)} nodes, {len(topology.links)} proxy links"]
+    for n in topology.nodes:
+        extra = [f"after {','.join(n.start_after)}"] if n.start_after else []
+        extra += [f"publishes {','.join(map(str, n.publish))}"] if n.publish else []
+        lines.append(f"  node {n.name}: role {n.role}, image {n.image}" + (f"; {'; '.join(extra)}" if extra else ""))
+    for l in topology.links:
+        lines.append(f"  link {l.name}: {l.group} -> {l.node}:{l.port} via {l.address}")
+    return lines

@@ -1,0 +1,99 @@
+"""Stack files: the shipped ones give exactly today's topologies, and a bad file gets one line naming
+the file, the line and the key, before anything starts."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from harness.errors import HarnessError
+from stack.model import describe, load_stack_file, parse_stack, shipped_stack
+from stack.topology import RunParams, build_topology
+from tests.cli_run import run_cli, single_error_line
+
+
+@pytest.mark.parametrize("name", ["default", "small"])
+@pytest.mark.parametrize("with_services", [True, False])
+@pytest.mark.parametrize("direct", ["", "1"])
+def test_shipped_files_give_the_topologies(name, with_services, direct, monkeypatch):
+    monkeypatch.setenv("CHAOS_SERVICES_DIRECT", direct)
+    params = RunParams(run_id="unit", cookie="cookie", with_services=with_services)
+    from_file = load_stack_file(shipped_stack(name), params)
+    expected = build_topology(name, params)
+    assert from_file.links == expected.links
+    for got, want in zip(from_file.nodes, expected.nodes, strict=True):
+        assert got == want
+
+
+MINIMAL = """\
+name: tiny
+services:
+  cache: {x-kind: redis, deploy: {replicas: 2}}
+  proxy: {x-kind: proxy}
+  app:
+    image: my-app:1.2
+    command: "serve --port 9000"
+    environment: ["REDIS={{ via app cache }}", "ME={{ node }}", "RAW={{ direct cache }}"]
+    ports: ["9000"]
+    deploy: {replicas: 2}
+    depends_on: {cache: {condition: service_started}}
+x-chaos:
+  links: {app: [cache]}
+"""
+
+
+def parse(text: str, **params):
+    return parse_stack(textwrap.dedent(text), "stack.yaml", RunParams(run_id="u", cookie="c", **params))
+
+
+def test_a_compose_shaped_file_of_ones_own():
+    topo = parse(MINIMAL)
+    assert [n.name for n in topo.nodes] == ["cache1", "cache2", "proxy", "app1", "app2"]
+    app2 = topo.node("app2")
+    assert app2.command == ("serve", "--port", "9000") and app2.publish == (9000,) and app2.role == "app"
+    assert app2.env == {"REDIS": "proxy:20001,proxy:20002", "ME": "app2", "RAW": "cache1:6379,cache2:6379"}
+    assert app2.start_after == ("cache1", "cache2")
+    assert [l.name for l in topo.links] == ["app-cache1", "app-cache2"]
+    assert any("link app-cache2: app -> cache2:6379 via proxy:20002" in line for line in describe(topo))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("x-kind: proxy", "x-kind: kafka"), "stack.yaml:4: services.proxy.x-kind: unknown kind 'kafka'"),
+    (("name: tiny", "name: tiny\nvolumes: {}"), "stack.yaml:2: volumes: unknown key"),
+    (("{{ via app cache }}", "{{ via app db }}"), "stack.yaml:8: services.app.environment.REDIS: unknown service 'db'"),
+    (("{{ via app cache }}", "{{ via web cache }}"), "no client group 'web' in x-chaos.links"),
+    (("{{ node }}", "{{ whoami }}"), "unknown template '{{ whoami }}'"),
+    (("{cache: {condition: service_started}}", "[db]"), "stack.yaml:11: services.app.depends_on.0: unknown service 'db'"),
+    (("replicas: 2}\n    depends_on", "replicas: 0}\n    depends_on"), "services.app.deploy.replicas: must be a whole number"),
+    (('ports: ["9000"]', 'ports: ["90000"]'), "services.app.ports.0: a container port 1..65535"),
+    (("    image: my-app:1.2\n", ""), "services.app.image: a service needs an image"),
+    (("links: {app: [cache]}", "links: {app: [app]}"), "group 'app' has no link to service 'cache'"),
+    (("  proxy: {x-kind: proxy}\n", "  proxy: {x-kind: proxy}\n  cache1: {image: x}\n"),
+     "stack.yaml:5: services.cache1: node 'cache1' is also a node of service 'cache'"),
+    (("  proxy: {x-kind: proxy}\n", "  proxy: {x-kind: proxy}\n  proxy: {x-kind: proxy}\n"), "services.proxy: given twice"),
+    (("image: my-app:1.2", "image: [my-app"), "stack.yaml:7: not valid YAML"),
+])
+def test_bad_files_get_one_line_naming_the_key(edit, message):
+    old, new = edit
+    assert old in MINIMAL
+    with pytest.raises(HarnessError) as caught:
+        parse(MINIMAL.replace(old, new, 1))
+    assert message in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_a_start_order_cycle_is_refused():
+    text = MINIMAL.replace("depends_on: {cache: {condition: service_started}}", "depends_on: [other]")
+    text = text.replace("x-chaos:", "  other:\n    image: x\n    depends_on: [app]\nx-chaos:")
+    with pytest.raises(HarnessError, match="start order of app1, app2, other: a cycle"):
+        parse(text)
+
+
+def test_stack_check_cli(tmp_path):
+    good = run_cli("stack", "check", str(shipped_stack("default")))
+    assert good.returncode == 0 and "stack default: 18 nodes, 31 proxy links" in good.stdout, good.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("x-kind: proxy", "x-kind: kafka"))
+    line = single_error_line(run_cli("stack", "check", str(bad)))
+    assert f"{bad}:4: services.proxy.x-kind: unknown kind 'kafka'" in line
+    assert run_cli("stack", "check", str(tmp_path / "none.yaml")).returncode == 3
