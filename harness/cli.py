@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     images.set_defaults(func=cmd_images)
 
     up = sub.add_parser("up", help="bring a stack up and leave it running (until `down`)")
-    up.add_argument("--topology", default="default", help="default (3 brokers, 3 ZooKeeper, 3 Sentinels) or small")
+    up.add_argument("--topology", default="default", help="default (3 brokers, 3 ZooKeeper, 3 Sentinels), small, "
+                                                          "or a stack file of your own (.yaml)")
     up.add_argument("--seed", type=int, default=0, help="seed for the proxy's randomness")
     up.add_argument("--port-base", type=int, default=None,
                     help="publish endpoints on 127.0.0.1 from this port up (default: any free ports)")

@@ -1,6 +1,6 @@
 """The pytest plugin: a thin translation between pytest and the harness library.
 
-Options (each with an ini twin): --chaos-topology, --chaos-seed, --chaos-keep, --chaos-report-dir,
+Options (each with an ini twin): --chaos-topology, --chaos-stack, --chaos-seed, --chaos-keep, --chaos-report-dir,
 --chaos-replay. Fixtures: `chaos_stack` (one stack per session, reset before each scenario),
 `chaos_run` (run a `Scenario`, write its history, schedule and verdict under the report directory),
 `chaos_check` (fail the test with the verdict's human summary and the command that replays it).
@@ -26,7 +26,9 @@ RESULTS_KEY = pytest.StashKey[list]()
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("chaos", "dispatch chaos harness")
     options = [
-        ("--chaos-topology", "chaos_topology", "stack topology: default or small", "default"),
+        ("--chaos-topology", "chaos_topology", "stack topology: default or small (shipped stack files)", "default"),
+        ("--chaos-stack", "chaos_stack", "a stack file of your own (YAML, see docs/design/own-stack.md); "
+                                         "overrides --chaos-topology", ""),
         ("--chaos-seed", "chaos_seed", "seed for workloads, proxy randomness and generated schedules", "0"),
         ("--chaos-report-dir", "chaos_report_dir", "where histories, schedules and verdicts are written",
          "chaos-reports"),
@@ -83,7 +85,11 @@ def chaos_stack(request):
 
     config = request.config
     keep = bool(option(config, "chaos_keep"))
-    stack = Stack(option(config, "chaos_topology"), seed=int(option(config, "chaos_seed")), detached=keep)
+    try:
+        stack = Stack(option(config, "chaos_stack") or option(config, "chaos_topology"),
+                      seed=int(option(config, "chaos_seed")), detached=keep)  # the file is checked here
+    except HarnessError as exc:
+        pytest.fail(f"bad stack: {exc}", pytrace=False)
     try:
         stack.up()
     except HarnessError as exc:

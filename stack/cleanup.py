@@ -23,6 +23,7 @@ LABEL_DETACHED = "chaos-harness.detached"
 LABEL_KIND = "chaos-harness.kind"  # "node", "helper" (partition helpers), "network"
 LABEL_NAMESPACE = "chaos-harness.namespace"
 LABEL_SERVICES = "chaos-harness.services"
+LABEL_STACK_FILE = "chaos-harness.stack-file"  # the stack file a run was built from (attach reads it)
 
 
 def namespace() -> str:

@@ -24,7 +24,7 @@ from stack.docker_api import docker_client
 from stack.images import ensure_images, stderr_progress
 from stack.kinds import kind_of
 from stack.stopping import Stopped
-from stack.topology import NodeSpec, RunParams, Topology, build_topology
+from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_file_of
 
 Progress = Callable[[str], None]
 DEFAULT_GRACE_S = 10.0  # as `docker stop`
@@ -47,7 +47,8 @@ class Stack:
         self.host_port_base = host_port_base
         self._client = client
         self.params = RunParams(run_id=self.run_id, cookie=secrets.token_hex(20), with_services=with_services)
-        self.topology: Topology = build_topology(topology, self.params)
+        self.stack_file = stack_file_of(topology)
+        self.topology: Topology = build_topology(self.stack_file, self.params)
         self.images: dict[str, str] = {}
         self.network = None
         self.containers: dict[str, object] = {}
@@ -56,7 +57,8 @@ class Stack:
     @classmethod
     def attach(cls, client, run_id: str, labels: dict[str, str]) -> "Stack":
         """A handle on a run that is already up (e.g. one `chaos-harness up` left running)."""
-        return cls(labels.get(cleanup.LABEL_TOPOLOGY, "default"), run_id=run_id, client=client,
+        topology = labels.get(cleanup.LABEL_STACK_FILE) or labels.get(cleanup.LABEL_TOPOLOGY, "default")
+        return cls(topology, run_id=run_id, client=client,
                    with_services=labels.get(cleanup.LABEL_SERVICES) == "1",
                    detached=labels.get(cleanup.LABEL_DETACHED) == "1")
 
@@ -85,6 +87,7 @@ class Stack:
         labels = cleanup.owner_labels(self.detached)
         labels[cleanup.LABEL_RUN] = self.run_id
         labels[cleanup.LABEL_TOPOLOGY] = self.topology.name
+        labels[cleanup.LABEL_STACK_FILE] = self.stack_file
         labels[cleanup.LABEL_SERVICES] = "1" if self.params.with_services else "0"
         labels.update(extra)
         return labels
@@ -98,6 +101,7 @@ class Stack:
         if not self.detached:
             reaper.watch_this_process()  # removes this run within seconds if this process is killed
         self.images = ensure_images(client, self.progress)
+        self._check_own_images()
         try:
             self.network = client.networks.create(
                 self.network_name, driver="bridge", check_duplicate=True,
@@ -138,6 +142,15 @@ class Stack:
                 except OSError:
                     raise HarnessError(f"port 127.0.0.1:{port} is already in use: choose another "
                                        f"--port-base than {self.host_port_base}") from None
+
+    def _check_own_images(self) -> None:
+        """An image a stack file names (not one the harness builds) must be here: nothing is pulled."""
+        from stack.images import image_exists
+
+        for node in self.topology.nodes:
+            if node.image not in self.images and not image_exists(self.client, node.image):
+                raise HarnessError(f"{node.name}: image {node.image!r} is not present locally and no registry "
+                                   "is reachable to pull it (build or `docker load` it first)")
 
     def host_ports(self) -> list[int]:
         count = sum(len(n.publish) for n in self.topology.nodes)
@@ -192,7 +205,7 @@ class Stack:
         if node.user:
             kwargs["user"] = node.user
         try:
-            container = self.client.containers.create(self.images[node.image], **kwargs)
+            container = self.client.containers.create(self.images.get(node.image, node.image), **kwargs)
             # Aliases so that every node resolves every other node (and itself) by its short name.
             self.network.disconnect(container)
             self.network.connect(container, aliases=[node.name])
@@ -243,7 +256,7 @@ class Stack:
         try:
             return self._passwd[image_key][user]
         except KeyError:
-            raise HarnessError(f"image {self.images[image_key]} has no user {user!r}") from None
+            raise HarnessError(f"image {self.images.get(image_key, image_key)} has no user {user!r}") from None
 
     def wait_healthy(self, nodes: list[NodeSpec] | None = None) -> None:
         """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout."""

@@ -1,13 +1,14 @@
 """Topologies as data: which nodes a run has, what each runs, and which links go through the proxy.
 
-A `NodeSpec` reads like its `docker run` line. `build_topology(name, run)` returns the nodes for one
-run (per-run Erlang cookie, per-run names); `stack.stack.Stack` brings them up.
+A `NodeSpec` reads like its `docker run` line. `build_topology(name_or_file, run)` returns the nodes for
+one run (per-run Erlang cookie, per-run names) from a stack file (`stack/model.py`: `default` and `small`
+are shipped in `stack/stacks/`); the node builders of the built-in kinds live here; `stack.stack.Stack`
+brings them up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from harness.errors import HarnessError
 
@@ -217,56 +218,33 @@ def proxy_node(seed: int = 0) -> NodeSpec:
 
 
 # ----------------------------------------------------------------------------------------------
-# Links through the proxy, per client group.
+# Topologies come from stack files (stack/model.py): shipped ones by name, a team's own by path.
 
-def _links(groups: dict[str, list[tuple[str, int]]]) -> tuple[ProxyLink, ...]:
-    links: list[ProxyLink] = []
-    port = PROXY_PORT_BASE
-    for group, targets in groups.items():
-        for node, service_port in targets:
-            port += 1
-            links.append(ProxyLink(group=group, node=node, port=service_port, listen_port=port))
-    return tuple(links)
+def topology_names() -> list[str]:
+    from stack.model import STACKS_DIR
+
+    return sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
 
 
-def _build(name: str, params: RunParams, rabbit: int, zk: int, sentinels: int) -> Topology:
-    rmq = [f"rmq{i}" for i in range(1, rabbit + 1)]
-    zks = [f"zk{i}" for i in range(1, zk + 1)]
-    redis = ["redis1", "redis2"]
-    sents = [f"sentinel{i}" for i in range(1, sentinels + 1)]
-    nodes: list[NodeSpec] = [rabbitmq_node(n, rmq, params.cookie) for n in rmq]
-    nodes += [zookeeper_node(n, i, zks) for i, n in enumerate(zks, 1)]
-    nodes.append(redis_node("redis1", "redis", None))
-    nodes.append(redis_node("redis2", "redis", "redis1"))
-    nodes += [sentinel_node(n, "redis1", max(1, sentinels // 2 + 1), redis) for n in sents]
-    nodes.append(proxy_node())
-    amqp = [(n, AMQP_PORT) for n in rmq]
-    zkp = [(n, ZK_PORT) for n in zks]
-    red = [(n, REDIS_PORT) for n in redis] + [(n, SENTINEL_PORT) for n in sents]
-    groups = {
-        "api": amqp + zkp + red,
-        "workers": amqp + red + [("sink", HTTP_PORT)],
-        "scheduler": amqp + zkp + red,
-    }
-    links = _links(groups)
-    topology = Topology(name=name, nodes=tuple(nodes), links=links)
-    if params.with_services:
-        from stack.services.deploy import service_nodes
+def stack_file_of(name_or_path: str) -> str:
+    """The stack file a topology name (`default`, `small`) or a path names; one error line if neither."""
+    from pathlib import Path
 
-        topology = Topology(name=name, nodes=topology.nodes + tuple(service_nodes(topology, name)),
-                            links=links)
-    return topology
+    from stack.model import shipped_stack
 
-
-TOPOLOGIES: dict[str, Callable[[RunParams], Topology]] = {
-    "default": lambda p: _build("default", p, rabbit=3, zk=3, sentinels=3),
-    "small": lambda p: _build("small", p, rabbit=1, zk=1, sentinels=1),
-}
+    if name_or_path in topology_names():
+        return str(shipped_stack(name_or_path))
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise HarnessError(f"no stack file {name_or_path}")
+        return str(path.resolve())
+    raise HarnessError(f"unknown topology {name_or_path!r}: choose one of {', '.join(topology_names())}, "
+                       "or give a stack file (.yaml)")
 
 
 def build_topology(name: str, params: RunParams) -> Topology:
-    try:
-        factory = TOPOLOGIES[name]
-    except KeyError:
-        raise HarnessError(f"unknown topology {name!r}: choose one of {', '.join(sorted(TOPOLOGIES))}") from None
-    return factory(params)
+    """The topology of a shipped stack (by name) or of a stack file (by path), for one run."""
+    from stack.model import load_stack_file
+
+    return load_stack_file(stack_file_of(name), params)

@@ -10,6 +10,7 @@ import pytest
 from harness.errors import HarnessError
 from stack.model import describe, load_stack_file, parse_stack, shipped_stack
 from stack.topology import RunParams, build_topology
+from tests.topology_oracle import legacy_topology
 from tests.cli_run import run_cli, single_error_line
 
 
@@ -20,7 +21,7 @@ def test_shipped_files_give_the_topologies(name, with_services, direct, monkeypa
     monkeypatch.setenv("CHAOS_SERVICES_DIRECT", direct)
     params = RunParams(run_id="unit", cookie="cookie", with_services=with_services)
     from_file = load_stack_file(shipped_stack(name), params)
-    expected = build_topology(name, params)
+    expected = legacy_topology(name, params)
     assert from_file.links == expected.links
     for got, want in zip(from_file.nodes, expected.nodes, strict=True):
         assert got == want
@@ -97,3 +98,49 @@ def test_stack_check_cli(tmp_path):
     line = single_error_line(run_cli("stack", "check", str(bad)))
     assert f"{bad}:4: services.proxy.x-kind: unknown kind 'kafka'" in line
     assert run_cli("stack", "check", str(tmp_path / "none.yaml")).returncode == 3
+
+
+def test_topologies_are_named_or_given_as_files(tmp_path):
+    from stack.topology import stack_file_of
+
+    params = RunParams(run_id="u", cookie="c")
+    own = tmp_path / "mine.yaml"
+    own.write_text(MINIMAL)
+    assert build_topology(str(own), params).name == "tiny"
+    assert stack_file_of("small") == str(shipped_stack("small"))
+    with pytest.raises(HarnessError, match="unknown topology 'huge': choose one of default, small, or give a stack"):
+        build_topology("huge", params)
+    with pytest.raises(HarnessError, match="no stack file .*none.yaml"):
+        build_topology(str(tmp_path / "none.yaml"), params)
+
+
+def test_a_stack_remembers_its_file_for_attach(tmp_path):
+    from stack import cleanup
+    from stack.stack import Stack
+
+    own = tmp_path / "mine.yaml"
+    own.write_text(MINIMAL)
+    stack = Stack(str(own), run_id="r1")  # plain data: no Docker until up()
+    labels = stack.labels()
+    assert labels[cleanup.LABEL_STACK_FILE] == str(own.resolve()) and labels[cleanup.LABEL_TOPOLOGY] == "tiny"
+    again = Stack.attach(None, "r1", labels)
+    assert again.topology == stack.topology
+
+
+def test_the_plugin_refuses_a_bad_stack_file_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's plugin, whatever is installed
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("x-kind: proxy", "x-kind: kafka"))
+    (tmp_path / "test_x.py").write_text("import pytest\n\n@pytest.mark.chaos\ndef test_x(chaos_stack):\n    pass\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+                             str(tmp_path), "--chaos-stack", str(bad), str(tmp_path / "test_x.py")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": root})
+    assert result.returncode != 0
+    assert f"bad stack: {bad}:4: services.proxy.x-kind: unknown kind 'kafka'" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout

@@ -1,16 +1,14 @@
-"""How the dispatch services are deployed: one `NodeSpec` per service, its env naming every address.
-
-Each client group (api, workers, scheduler) reaches the infrastructure through its own proxy links,
-so a fault can hit one group's link to one node. `CHAOS_SERVICES_DIRECT=1` in the harness's
-environment (read when the topology is built) deploys them straight at the nodes instead: the
-baseline for measuring what the proxy costs.
-"""
+"""The topologies as the Python builders made them before stack files: the frozen reference that the
+shipped `stack/stacks/*.yaml` must reproduce node by node (tests/unit/test_stack_file.py), so that moving
+the runtime onto the files changed no verdict. Not used by the harness."""
 
 from __future__ import annotations
 
 import os
 
-from stack.topology import HTTP_PORT, NodeSpec, Topology
+from stack.topology import (AMQP_PORT, HTTP_PORT, PROXY_PORT_BASE, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec,
+                            ProxyLink, RunParams, Topology, proxy_node, rabbitmq_node, redis_node, sentinel_node,
+                            zookeeper_node)
 
 IMAGE = "services"
 WORKERS = {"default": 2, "small": 1}
@@ -63,3 +61,46 @@ def service_nodes(topology: Topology, topology_name: str, direct: bool | None = 
                        start_after=("sink",))
               for i in range(1, workers + 1)]
     return nodes
+
+
+def _links(groups: dict[str, list[tuple[str, int]]]) -> tuple[ProxyLink, ...]:
+    links: list[ProxyLink] = []
+    port = PROXY_PORT_BASE
+    for group, targets in groups.items():
+        for node, service_port in targets:
+            port += 1
+            links.append(ProxyLink(group=group, node=node, port=service_port, listen_port=port))
+    return tuple(links)
+
+
+def _build(name: str, params: RunParams, rabbit: int, zk: int, sentinels: int) -> Topology:
+    rmq = [f"rmq{i}" for i in range(1, rabbit + 1)]
+    zks = [f"zk{i}" for i in range(1, zk + 1)]
+    redis = ["redis1", "redis2"]
+    sents = [f"sentinel{i}" for i in range(1, sentinels + 1)]
+    nodes: list[NodeSpec] = [rabbitmq_node(n, rmq, params.cookie) for n in rmq]
+    nodes += [zookeeper_node(n, i, zks) for i, n in enumerate(zks, 1)]
+    nodes.append(redis_node("redis1", "redis", None))
+    nodes.append(redis_node("redis2", "redis", "redis1"))
+    nodes += [sentinel_node(n, "redis1", max(1, sentinels // 2 + 1), redis) for n in sents]
+    nodes.append(proxy_node())
+    amqp = [(n, AMQP_PORT) for n in rmq]
+    zkp = [(n, ZK_PORT) for n in zks]
+    red = [(n, REDIS_PORT) for n in redis] + [(n, SENTINEL_PORT) for n in sents]
+    groups = {
+        "api": amqp + zkp + red,
+        "workers": amqp + red + [("sink", HTTP_PORT)],
+        "scheduler": amqp + zkp + red,
+    }
+    links = _links(groups)
+    topology = Topology(name=name, nodes=tuple(nodes), links=links)
+    if params.with_services:
+        topology = Topology(name=name, nodes=topology.nodes + tuple(service_nodes(topology, name)),
+                            links=links)
+    return topology
+
+
+
+def legacy_topology(name: str, params: RunParams) -> Topology:
+    sizes = {"default": dict(rabbit=3, zk=3, sentinels=3), "small": dict(rabbit=1, zk=1, sentinels=1)}[name]
+    return _build(name, params, **sizes)
