@@ -49,8 +49,9 @@ class Located:
         return HarnessError(f"{where}: {key + ': ' if key else ''}{message}")
 
 
-def _plain(node, path: tuple, located: Located) -> Any:
-    """A composed YAML node as plain data, recording the line of every key and item."""
+def _plain(node, path: tuple, located: Located, loader) -> Any:
+    """A composed YAML node as plain data, recording the line of every key and item; `loader` (one
+    SafeLoader for the document) builds the scalars and expands merge keys."""
     import yaml
 
     located.lines.setdefault(path, node.start_mark.line + 1)
@@ -59,30 +60,18 @@ def _plain(node, path: tuple, located: Located) -> Any:
         twice = next((k for i, k in enumerate(own) if k in own[:i]), None)
         if twice is not None:
             raise located.error(path + (twice,), "given twice")
-        loader = yaml.SafeLoader("")
         loader.flatten_mapping(node)  # merge keys (<<: *anchor) first, as Compose files use them
-        loader.dispose()
         out: dict = {}
         for key_node, value_node in node.value:  # a key of the mapping's own overrides a merged one
-            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int)):
                 raise located.error(path, "keys must be names")
             located.lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, path + (key,), located)
+            out[key] = _plain(value_node, path + (key,), located, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, path + (i,), located) for i, item in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node) -> Any:
-    import yaml
-
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        return [_plain(item, path + (i,), located, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node)
 
 
 @dataclass
@@ -119,7 +108,11 @@ def parse_stack(text: str, source: str, params: RunParams) -> Topology:
         raise HarnessError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if root is None:
         raise HarnessError(f"{source}: empty stack file")
-    data = _plain(root, (), located)
+    loader = yaml.SafeLoader("")
+    try:
+        data = _plain(root, (), located, loader)
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise located.error((), "a stack file is a mapping with 'name' and 'services'")
     for key in data:
