@@ -9,7 +9,6 @@ Not covered: a container a dead runner paused or killed stays so (nothing marks 
 
 from __future__ import annotations
 
-import socket
 from typing import Callable
 
 from faults.base import LABEL_FAULT_OWNER, LABEL_FAULT_OWNER_HOST
@@ -21,9 +20,7 @@ Progress = Callable[[str], None]
 def owner_alive(tag: str, host: str | None = None) -> bool:
     """Whether the process `<pid>-<start>` (on `host`, default this one) still runs."""
     pid, _, start = tag.partition("-")
-    return cleanup.owner_alive({
-        cleanup.LABEL_OWNER_PID: pid, cleanup.LABEL_OWNER_START: start,
-        cleanup.LABEL_OWNER_HOST: host or socket.gethostname(), cleanup.LABEL_DETACHED: "0"})
+    return cleanup.process_alive(pid, start, host)
 
 
 def sweep_helpers(client, progress: Progress | None = None, everything: bool = False) -> list[str]:

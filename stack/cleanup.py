@@ -72,6 +72,12 @@ def owner_alive(labels: dict[str, str]) -> bool:
     return _process_start(pid) == labels.get(LABEL_OWNER_START, "")
 
 
+def process_alive(pid: int | str, start: str, host: str | None = None) -> bool:
+    """Whether process `pid`, started at `start` (kernel ticks), still runs on `host` (default: here)."""
+    return owner_alive({LABEL_OWNER_PID: str(pid), LABEL_OWNER_START: start,
+                        LABEL_OWNER_HOST: host or socket.gethostname(), LABEL_DETACHED: "0"})
+
+
 @dataclass(frozen=True)
 class RunResources:
     run_id: str

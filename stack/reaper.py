@@ -83,10 +83,8 @@ def watch(pid: int, start: str, say=print) -> list[str]:
     from stack.docker_api import docker_client
 
     host = socket.gethostname()
-    owner = {cleanup.LABEL_OWNER_PID: str(pid), cleanup.LABEL_OWNER_START: start,
-             cleanup.LABEL_OWNER_HOST: host, cleanup.LABEL_DETACHED: "0"}
     say(f"reaper {os.getpid()}: watching owner {pid} (start {start})")
-    while cleanup.owner_alive(owner):
+    while cleanup.process_alive(pid, start, host):
         time.sleep(POLL_S)
     died = time.monotonic()
     say(f"reaper: owner {pid} is gone; reaping its runs")
