@@ -38,7 +38,7 @@ ROLE_ALIASES = {
 LIVE_ROLES = ("redis-primary", "redis-replica", "zk-leader", "zk-followers")
 LIVE_QUEUE_ROLES = ("rabbitmq-queue-leader", "rabbitmq-queue-followers")
 LINK_GROUPS = ("api", "workers", "scheduler")
-# Service nodes a topology with services has (stack.services.deploy): known here so that a schedule
+# Service nodes the shipped stack files have (stack/stacks/*.yaml): known here so that a schedule
 # can be validated without building a topology.
 SERVICE_NODE_PATTERN = re.compile(r"^(api\d*|worker\d+|sink|scheduler\d*)$")
 
