@@ -181,3 +181,20 @@ def test_the_engine_imports_nothing_of_the_reference_app(path):
     text = path.read_text()
     for word in ("worker-crash-on-start", "dispatch.dead", "/dispatch/"):
         assert word not in text, word
+
+
+def test_targets_are_the_stack_files_roles_nodes_and_groups():
+    from harness.schedule import Schedule
+
+    text = OWN.replace("  provider: {image", "  proxy: {x-kind: proxy}\n  provider: {image", 1)
+    text = text.replace("x-chaos:\n", "x-chaos:\n  links: {senders: [queue, cache]}\n", 1)
+    topology = parse(text)
+    for target in ("mailer", "mailers", "mailer2", "gateway", "rmq", "queue1", "redis-primary"):
+        Schedule.from_data([{"at": 0, "fault": "kill", "targets": [target]}], topology)
+    for target in ("senders", "senders:cache1", "senders-queue1", "senders-*", "queue1"):
+        Schedule.from_data([{"at": 0, "fault": "link-down", "targets": [target]}], topology)
+    for fault, target in (("kill", "api"), ("kill", "worker1"), ("link-down", "workers")):
+        with pytest.raises(HarnessError, match=f"unknown target '{target}'"):
+            Schedule.from_data([{"at": 0, "fault": fault, "targets": [target]}], topology)
+    # with no topology given, the shipped default stack's names hold
+    Schedule.from_data([{"at": 0, "fault": "kill", "targets": ["workers"]}, {"at": 0, "fault": "kill", "targets": ["sink"]}])
