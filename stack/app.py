@@ -13,6 +13,7 @@ The engine knows no particular app. A stack file says:
         refused: ["400-499", 503]
       provider: {node: sink, port: 8080}   # the recording provider (GET /deliveries, POST /reset, /control)
       parked: {amqp_queue: app.parked}     # where the app parks what it gave up on (optional)
+      queues: [app.work]      # quorum queues it works from: generated schedules target their leaders
       setup: [...]            # steps once the infrastructure is ready, before the services start
       reset:                  # between runs: these services stop, the steps run, they start again
         stop: [scheduler, worker]
@@ -118,7 +119,8 @@ class App:
     setup: tuple[Step, ...] = ()
     reset_stop: tuple[str, ...] = ()  # node names stopped while the reset steps run
     reset: tuple[Step, ...] = ()
-    base_dir: str = "."  # the stack file's directory: `python` steps' modules are looked up there first
+    base_dir: str = "."
+    queues: tuple[str, ...] = ()  # quorum queues the app works from  # the stack file's directory: `python` steps' modules are looked up there first
 
 
 @dataclass
@@ -130,7 +132,7 @@ class _Ctx:
 
 def parse_app(chaos: dict, services: dict, located, base_dir: str) -> App | None:
     """The app block of `x-chaos`, checked against the file's services; None when it has none."""
-    keys = ("client", "provider", "parked", "setup", "reset")
+    keys = ("client", "provider", "parked", "queues", "setup", "reset")
     if not any(k in chaos for k in keys):
         return None
     ctx = _Ctx(services, located, {n: s.name for s in services.values() for n in s.nodes})
@@ -147,6 +149,11 @@ def parse_app(chaos: dict, services: dict, located, base_dir: str) -> App | None
         if not isinstance(parked, str) or not parked:
             raise located.error(("x-chaos", "parked", "amqp_queue"), "a queue name")
         _needs_kind("rabbitmq", ("x-chaos", "parked"), ctx)
+    queues = chaos.get("queues", [])
+    if not isinstance(queues, list) or not all(isinstance(q, str) and q for q in queues):
+        raise located.error(("x-chaos", "queues"), "a list of queue names")
+    if queues:
+        _needs_kind("rabbitmq", ("x-chaos", "queues"), ctx)
     setup = _steps(chaos.get("setup", []), ("x-chaos", "setup"), ctx)
     reset_raw = _mapping(chaos.get("reset", {}), ("x-chaos", "reset"), ctx, ("stop", "steps"))
     stop_raw = reset_raw.get("stop", [])
@@ -156,7 +163,7 @@ def parse_app(chaos: dict, services: dict, located, base_dir: str) -> App | None
     for i, name in enumerate(stop_raw):
         stop += _service_nodes(name, ("x-chaos", "reset", "stop", i), ctx)
     steps = _steps(reset_raw.get("steps", []), ("x-chaos", "reset", "steps"), ctx)
-    return App(client, Provider(node, port), parked, setup, tuple(stop), steps, base_dir)
+    return App(client, Provider(node, port), parked, setup, tuple(stop), steps, base_dir, tuple(queues))
 
 
 def _mapping(raw: Any, path: tuple, ctx: _Ctx, allowed: tuple[str, ...]) -> dict:

@@ -198,3 +198,17 @@ def test_targets_are_the_stack_files_roles_nodes_and_groups():
             Schedule.from_data([{"at": 0, "fault": fault, "targets": [target]}], topology)
     # with no topology given, the shipped default stack's names hold
     Schedule.from_data([{"at": 0, "fault": "kill", "targets": ["workers"]}, {"at": 0, "fault": "kill", "targets": ["sink"]}])
+
+
+def test_generated_targets_come_from_the_stack_file():
+    from harness.generate import link_targets, node_targets
+
+    default = load_stack_file(shipped_stack("default"), RunParams(run_id="u", cookie="c"))
+    nodes = node_targets(default)
+    assert "sink" not in nodes and "proxy" not in nodes and "api" in nodes
+    assert "rabbitmq-queue-leader:dispatch.messages" in nodes
+    assert link_targets(default)[-3:] == ["api", "workers", "scheduler"]
+    own = parse(OWN.replace("  parked:", "  queues: [notify.work]\n  parked:"))
+    assert own.app.queues == ("notify.work",)
+    assert node_targets(own) == ["queue1", "cache1", "gateway", "mailer1", "mailer2", "redis-primary",
+                                 "redis-replica", "rabbitmq-queue-leader:notify.work"]
