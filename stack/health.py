@@ -50,9 +50,13 @@ class Check:
     node: str
     probe: Probe
     nodes: tuple[str, ...] = ()
+    timeout_s: float | None = None  # its own deadline (a stack file's healthcheck x-deadline)
+    interval_s: float = 0.5
 
     def wait(self, stack: "Stack", deadline: float) -> None:
         started = time.monotonic()
+        if self.timeout_s is not None:
+            deadline = started + self.timeout_s
 
         def probe() -> tuple[bool, str]:
             for name in self.nodes or (self.node,):
@@ -66,10 +70,10 @@ class Check:
 
         def timeout(detail: str) -> HarnessError:
             return HarnessError(
-                f"{self.node}: not ready after {stack.boot_timeout:.0f}s: {self.what} (last: {detail})",
+                f"{self.node}: not ready after {time.monotonic() - started:.0f}s: {self.what} (last: {detail})",
                 detail=stack.logs_tail(self.node))
 
-        wait_for(self.what, probe, deadline, on_timeout=timeout)
+        wait_for(self.what, probe, deadline, interval=self.interval_s, on_timeout=timeout)
         stack.progress(f"[stack] ready: {self.what} ({time.monotonic() - started:.1f}s)")
 
 
@@ -156,9 +160,11 @@ def checks_for(stack: "Stack", nodes: list[NodeSpec]) -> list[Check]:
 # ---------------------------------------------------------------------------------------------- wiring
 
 def configure_proxy(stack: "Stack") -> None:
-    """Create every link of the topology in the proxy (through its Toxiproxy API)."""
+    """Create every link of the topology in the proxy (through its Toxiproxy API); none without a proxy."""
     from faults.toxiproxy.client import ToxiproxyClient
 
+    if not stack.topology.names("proxy"):
+        return
     client = ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}")
     client.populate([{"name": link.name, "listen": f"0.0.0.0:{link.listen_port}",
                       "upstream": f"{link.node}:{link.port}", "enabled": True}

@@ -24,7 +24,7 @@ from typing import Any
 from harness.errors import HarnessError
 from stack.app import parse_app
 from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, ProxyLink, RunParams,
-                            Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
+                            Readiness, Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
@@ -33,7 +33,10 @@ SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_POR
 TOP_KEYS = ("name", "services")
 CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset")
 INFRA_KEYS = ("x-kind", "deploy")
-SERVICE_KEYS = ("image", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "x-role")
+SERVICE_KEYS = ("image", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
+                "x-role")
+HEALTH_KEYS = ("test", "x-http", "x-tcp", "x-log", "x-port", "x-deadline", "timeout", "interval", "retries",
+               "start_period")
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
@@ -272,6 +275,7 @@ def _own_service(service: _Service, services: dict[str, _Service], links: tuple[
         raise located.error(path + ("mem_limit",), f"a size such as 256m, not {mem!r}")
     after = _depends_on(service, services, located)
     env = _environment(service, located)
+    ready = _healthcheck(service, located)
     role = data.get("x-role", service.name)
     if not isinstance(role, str) or not role:
         raise located.error(path + ("x-role",), "a role name")
@@ -282,8 +286,83 @@ def _own_service(service: _Service, services: dict[str, _Service], links: tuple[
         # A variable whose templates resolve to nothing is left out (routes when the proxy is bypassed).
         rendered = {k: v for k, v in rendered.items() if v or not TEMPLATE.search(env[k])}
         out.append(NodeSpec(name=node, role=role, image=image, command=command, env=rendered,
-                            publish=_ports(service, located), mem_limit=mem, start_after=after))
+                            publish=_ports(service, located), mem_limit=mem, start_after=after, ready=ready))
     return out
+
+
+def _duration(value: Any) -> float | None:
+    """Compose's durations ("1m30s", "500ms", "60s"), or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if value > 0 else None
+    if not isinstance(value, str) or not re.fullmatch(r"(\d+(\.\d+)?(h|ms|m|s|us))+", value):
+        return None
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    total = sum(float(n) * unit[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s|us)", value))
+    return total or None
+
+
+def _healthcheck(service: _Service, located: Located) -> Readiness | None:
+    """`healthcheck`: Compose's `test` (a command in the node), or `x-http` (a path, GET from the host
+    on `x-port`), `x-tcp` (a port), `x-log` (a pattern of the node's log). `x-deadline` bounds the whole
+    wait (default: the stack's boot timeout); Compose's `timeout` bounds one probe and `interval` spaces
+    them; `retries` and `start_period` are read as Compose files have them and not used: the deadline
+    decides."""
+    path = ("services", service.name, "healthcheck")
+    raw = service.data.get("healthcheck")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise located.error(path, "a mapping (test, x-http, x-tcp or x-log, and timeout)")
+    for key in raw:
+        if key not in HEALTH_KEYS:
+            raise located.error(path + (key,), f"not read (known: {', '.join(HEALTH_KEYS)})")
+    given = [k for k in ("test", "x-http", "x-tcp", "x-log") if k in raw]
+    if len(given) != 1:
+        raise located.error(path, "give exactly one of test, x-http, x-tcp, x-log")
+    how = given[0]
+    times: dict[str, float | None] = {}
+    for key in ("x-deadline", "timeout", "interval", "start_period"):
+        if key in raw:
+            value = _duration(raw[key])
+            if value is None or value > 3600:
+                raise located.error(path + (key,), f"a duration such as 60s or 1m30s, not {raw[key]!r}")
+            times[key] = value
+    if "retries" in raw and (not isinstance(raw["retries"], int) or isinstance(raw["retries"], bool)):
+        raise located.error(path + ("retries",), f"a whole number, not {raw['retries']!r}")
+    deadline, interval = times.get("x-deadline"), times.get("interval") or 0.5
+    probe = min(times.get("timeout") or 5.0, 60.0)
+    ports = _ports(service, located)
+    if how == "test":
+        test = raw["test"]
+        if isinstance(test, str):
+            command: tuple[str, ...] = ("sh", "-c", test)
+        elif isinstance(test, list) and len(test) >= 2 and test[0] in ("CMD", "CMD-SHELL") \
+                and all(isinstance(t, str) for t in test):
+            command = tuple(test[1:]) if test[0] == "CMD" else ("sh", "-c", " ".join(test[1:]))
+        else:
+            raise located.error(path + ("test",), 'a command: ["CMD", "prog", "arg"], ["CMD-SHELL", "line"] or a string')
+        return Readiness("exec", command, None, deadline, probe, interval)
+    if how == "x-log":
+        pattern = raw["x-log"]
+        try:
+            re.compile(pattern if isinstance(pattern, str) else "(")
+        except re.error:
+            pattern = None
+        if not isinstance(pattern, str) or not pattern:
+            raise located.error(path + ("x-log",), "a regular expression a line of the node's log matches")
+        return Readiness("log", pattern, None, deadline, probe, interval)
+    if how == "x-tcp":
+        port = raw["x-tcp"]
+        target = ""
+    else:
+        target = raw["x-http"]
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise located.error(path + ("x-http",), f"a path starting with '/', not {target!r}")
+        port = raw.get("x-port", ports[0] if len(ports) == 1 else None)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        key = "x-tcp" if how == "x-tcp" else "x-port"
+        raise located.error(path + (key,), f"a container port 1..65535, not {port!r}")
+    return Readiness("http" if how == "x-http" else "tcp", target, port, deadline, probe, interval)
 
 
 def _depends_on(service: _Service, services: dict[str, _Service], located: Located) -> tuple[str, ...]:

@@ -56,7 +56,8 @@ def reset_stack(stack: "Stack") -> float:
 
     sweep.sweep(stack.client)  # partitions and toxics a dead runner left behind
     _heal_containers(stack)
-    ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}").reset()
+    if stack.topology.names("proxy"):
+        ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}").reset()
     _redeploy_drifted_services(stack)
     app = stack.topology.app
     if app is None:

@@ -36,6 +36,20 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """When an app service is ready, from its stack file's `healthcheck`: `http` (GET path on port, 2xx),
+    `tcp` (port accepts), both from the host to the node's address on the run network; `exec` (the
+    command exits 0 in the node); `log` (a line of the node's log matches)."""
+
+    how: str  # http | tcp | exec | log
+    target: str | tuple[str, ...] = ""  # the path, the command, or the log pattern
+    port: int | None = None
+    deadline_s: float | None = None  # None: the stack's boot timeout
+    probe_timeout_s: float = 5.0  # one probe
+    interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One container: like `docker run --name <run>-<name> --hostname <name> <image> <command>`."""
 
@@ -51,6 +65,7 @@ class NodeSpec:
     start_after: tuple[str, ...] = ()  # nodes whose containers must be running first (DNS names)
     ready_before: tuple[str, ...] = ()  # nodes that must answer their readiness probe first
     cap_add: tuple[str, ...] = ()
+    ready: Readiness | None = None  # app services only; None: ready once its container runs
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from stack.topology import (AMQP_PORT, HTTP_PORT, PROXY_PORT_BASE, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec,
-                            ProxyLink, RunParams, Topology, proxy_node, rabbitmq_node, redis_node, sentinel_node,
+                            ProxyLink, Readiness, RunParams, Topology, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
 
 IMAGE = "services"
@@ -38,7 +38,8 @@ def _service(name: str, role: str, module: str, env: dict[str, str], mem: str,
              publish: tuple[int, ...] = (), start_after: tuple[str, ...] = ()) -> NodeSpec:
     return NodeSpec(name=name, role=role, image=IMAGE, command=("python3", "-m", f"stack.services.{module}"),
                     env={"SERVICE_NAME": name, "HTTP_PORT": str(HTTP_PORT), **env},
-                    publish=publish, mem_limit=mem, start_after=start_after)
+                    publish=publish, mem_limit=mem, start_after=start_after,
+                    ready=Readiness("http", "/health", HTTP_PORT))
 
 
 def service_nodes(topology: Topology, topology_name: str, direct: bool | None = None) -> list[NodeSpec]:

@@ -4,6 +4,7 @@ here (nothing can be pulled), and a missing one is refused before any container 
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 
@@ -33,4 +34,53 @@ def test_an_absent_image_is_refused_before_anything_starts(tmp_path, monkeypatch
     path.write_text(OWN)
     with pytest.raises(HarnessError, match=r"app: image 'chaos-test/absent:1' is not present locally"):
         Stack(str(path)).up()
+    assert namespace_resources(ns) == ([], [])
+
+
+READY = """\
+name: ready
+services:
+  web:
+    image: base
+    command: [python3, -m, http.server, "9000"]
+    ports: [9000]
+    healthcheck: {x-http: /, x-deadline: 30s}
+  port:
+    image: base
+    command: [python3, -m, http.server, "9001"]
+    healthcheck: {x-tcp: 9001, x-deadline: 30s}
+  logger:
+    image: base
+    command: [sh, -c, "sleep 1; echo service up and ready; exec sleep 600"]
+    healthcheck: {x-log: "up and ready$", x-deadline: 30s}
+  tested:
+    image: base
+    command: [sh, -c, "sleep 1; touch /tmp/ok; exec sleep 600"]
+    healthcheck: {test: ["CMD", "test", "-e", "/tmp/ok"], interval: 200ms, x-deadline: 30s}
+"""
+
+
+def test_own_services_are_ready_as_their_healthcheck_says(tmp_path, monkeypatch):
+    """Each readiness kind waits on its real condition (HTTP, TCP, a log line, a command), and a service
+    whose condition never comes fails within its own deadline, naming the check and the node."""
+    ns = "test-ready-" + secrets.token_hex(3)
+    monkeypatch.setenv("CHAOS_NAMESPACE", ns)
+    path = tmp_path / "ready.yaml"
+    path.write_text(READY)
+    lines: list[str] = []
+    with Stack(str(path), progress=lines.append) as stack:
+        for node in ("web", "port", "logger", "tested"):
+            assert stack.container(node).status == "running"
+        said = "\n".join(lines)
+        for what in ("web answers GET /", "port accepts on port 9001", "logger logged its ready line",
+                     "tested passes its healthcheck test"):
+            assert f"ready: {what}" in said, said
+    assert namespace_resources(ns) == ([], [])
+    never = tmp_path / "never.yaml"
+    never.write_text(READY.replace('x-log: "up and ready$", x-deadline: 30s', 'x-log: "never said", x-deadline: 4s'))
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match=r"logger: not ready after [45]s: logger logged its ready line "
+                                           r"\(last: no log line matches 'never said'\)"):
+        Stack(str(never)).up()
+    assert time.monotonic() - started < 60
     assert namespace_resources(ns) == ([], [])

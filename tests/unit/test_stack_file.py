@@ -144,3 +144,34 @@ def test_the_plugin_refuses_a_bad_stack_file_in_one_line(tmp_path):
     assert result.returncode != 0
     assert f"bad stack: {bad}:4: services.proxy.x-kind: unknown kind 'kafka'" in result.stdout, result.stdout
     assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("check, expected", [
+    ("{x-http: /health}", ("http", "/health", 9000, None, 5.0, 0.5)),
+    ("{x-http: /up, x-port: 9100, x-deadline: 1m30s, timeout: 2s, interval: 250ms}", ("http", "/up", 9100, 90.0, 2.0, 0.25)),
+    ("{x-tcp: 9000, retries: 3, start_period: 10s}", ("tcp", "", 9000, None, 5.0, 0.5)),
+    ('{test: ["CMD", "pg_isready", "-q"]}', ("exec", ("pg_isready", "-q"), None, None, 5.0, 0.5)),
+    ('{test: ["CMD-SHELL", "curl -f localhost || exit 1"]}', ("exec", ("sh", "-c", "curl -f localhost || exit 1"), None, None, 5.0, 0.5)),
+    ("{test: 'test -e /ready', x-deadline: 20}", ("exec", ("sh", "-c", "test -e /ready"), None, 20.0, 5.0, 0.5)),
+    ("{x-log: 'listening on \\d+'}", ("log", r"listening on \d+", None, None, 5.0, 0.5)),
+])
+def test_healthchecks_in_composes_words(check, expected):
+    topo = parse(MINIMAL.replace('ports: ["9000"]', f'ports: ["9000"]\n    healthcheck: {check}'))
+    r = topo.node("app1").ready
+    assert (r.how, r.target, r.port, r.deadline_s, r.probe_timeout_s, r.interval_s) == expected
+    assert parse(MINIMAL).node("app1").ready is None
+
+
+@pytest.mark.parametrize("check, message", [
+    ("{x-http: /a, x-tcp: 9000}", "services.app.healthcheck: give exactly one of test, x-http, x-tcp, x-log"),
+    ("{x-http: health}", "services.app.healthcheck.x-http: a path starting with '/'"),
+    ("{x-tcp: 0}", "services.app.healthcheck.x-tcp: a container port 1..65535"),
+    ("{x-http: /, x-deadline: soon}", "services.app.healthcheck.x-deadline: a duration such as 60s"),
+    ("{test: [pg_isready]}", "services.app.healthcheck.test: a command"),
+    ("{x-log: '('}", "services.app.healthcheck.x-log: a regular expression"),
+    ("{x-http: /, disable: true}", "services.app.healthcheck.disable: not read"),
+])
+def test_a_bad_healthcheck_is_one_line(check, message):
+    with pytest.raises(HarnessError) as caught:
+        parse(MINIMAL.replace('ports: ["9000"]', f'ports: ["9000"]\n    healthcheck: {check}'))
+    assert message in str(caught.value) and "stack.yaml:10:" in str(caught.value), str(caught.value)
