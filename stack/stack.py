@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.progress import say
 from stack import cleanup, health, reaper, stopping
 from stack.docker_api import docker_client
-from stack.images import ensure_images, stderr_progress
+from stack.images import ensure_images
 from stack.kinds import kind_of
 from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_file_of
@@ -36,7 +37,7 @@ def new_run_id() -> str:
 
 class Stack:
     def __init__(self, topology: str = "default", *, seed: int = 0, with_services: bool = True,
-                 detached: bool = False, progress: Progress = stderr_progress,
+                 detached: bool = False, progress: Progress = say,
                  boot_timeout: float = 180.0, host_port_base: int | None = None,
                  run_id: str | None = None, client=None) -> None:
         self.run_id = run_id or new_run_id()
