@@ -150,12 +150,13 @@ def telling(output: StepOutput, tell: Progress, every_s: float | None = None) ->
             tell(said)
 
     def status(elapsed: float) -> str | None:
-        if time.monotonic() - last_told[0] < every * 0.9:
+        if time.monotonic() - last_told[0] < every:
             return None
         last_told[0] = time.monotonic()
         return f"{output.label} +{elapsed:.0f}s: {output.status()}"
 
-    with Ticker(status, lambda line: line is not None and tell(line), interval_s=every):
+    # Looked at three times per period, so that no gap is much longer than `every`.
+    with Ticker(status, lambda line: line is not None and tell(line), interval_s=every / 3):
         yield take
 
 
