@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+# Wide enough for plots read to a fraction of a second, tall enough for a whole report page.
+WINDOW = "1280,4200"
 BROWSER = next((b for b in (shutil.which(n) for n in ("chromium", "chromium-browser")) if b), None)
 
 # Appended to a copy of the page: once Plotly has drawn, measure what is on screen: the markers,
@@ -35,6 +37,7 @@ window.addEventListener('load', () => setTimeout(() => {
       bars: gd.querySelectorAll('.barlayer .point').length,
       lines: gd.querySelectorAll('.scatterlayer path.js-line').length,
       points: (gd.calcdata || []).map(trace => trace.length),
+      width: area.width,
       shapes: [...gd.querySelectorAll('.shapelayer path')].map(p => {
         const b = p.getBoundingClientRect();
         return [seconds(b.left), seconds(b.right)];
@@ -71,7 +74,7 @@ def probe(page: Path, work: Path) -> tuple[dict, subprocess.CompletedProcess]:
     probed = work / "probe.html"
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
                       encoding="utf-8")
-    result = browse("--dump-dom", probed.as_uri(), profile=work / "profile")
+    result = browse("--dump-dom", f"--window-size={WINDOW}", probed.as_uri(), profile=work / "profile")
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r"<pre id=\"probe\">(.*?)</pre>", result.stdout, re.S)
     assert found and found.group(1), "the probe found no plot drawn"
@@ -80,7 +83,7 @@ def probe(page: Path, work: Path) -> tuple[dict, subprocess.CompletedProcess]:
 
 def screenshot(page: Path, shot: Path, profile: Path) -> subprocess.CompletedProcess:
     """A full-length PNG of `page`; the run's console is in the result's stderr (see `console`)."""
-    result = browse(f"--screenshot={shot}", "--window-size=1280,4200", page.as_uri(), profile=profile)
+    result = browse(f"--screenshot={shot}", f"--window-size={WINDOW}", page.as_uri(), profile=profile)
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.stat().st_size > 10_000, shot     # a blank page compresses to far less
     return result
