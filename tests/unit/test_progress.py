@@ -53,3 +53,26 @@ def test_a_failing_progress_line_does_not_stop_the_ticker(caplog):
         time.sleep(0.3)
     assert "fine" in _lines(caplog)
     assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_the_plugin_keeps_pika_chatter_out_of_live_logs_unless_asked():
+    from harness import plugin
+
+    class Config:
+        stash: dict = {}
+
+        def addinivalue_line(self, *_args) -> None:
+            pass
+
+    pika = logging.getLogger("pika")
+    before = pika.level
+    try:
+        pika.setLevel(logging.NOTSET)
+        plugin.pytest_configure(Config())
+        assert not logging.getLogger("pika.adapters.blocking_connection").isEnabledFor(logging.INFO)
+        assert logging.getLogger("pika.connection").isEnabledFor(logging.WARNING)
+        pika.setLevel(logging.DEBUG)   # a user's own choice stands
+        plugin.pytest_configure(Config())
+        assert pika.level == logging.DEBUG
+    finally:
+        pika.setLevel(before)
