@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness.errors import HarnessError
-from harness.progress import say
+from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
 from stack.docker_api import docker_client
 from stack.images import ensure_images
@@ -29,6 +29,7 @@ from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_
 
 Progress = Callable[[str], None]
 DEFAULT_GRACE_S = 10.0  # as `docker stop`
+WAITING_EVERY_S = 3.0    # how often a wait on readiness says what it still waits for
 
 
 def new_run_id() -> str:
@@ -264,10 +265,17 @@ class Stack:
         nodes = list(self.topology.nodes) if nodes is None else nodes
         deadline = time.monotonic() + self.boot_timeout
         checks = health.checks_for(self, nodes)
+
+        def waiting(elapsed: float) -> str:
+            pending = [check.what for check, future in zip(checks, futures) if not future.done()]
+            return f"[stack] waiting +{elapsed:.0f}s on {len(pending)}: {'; '.join(pending)}"
+
+        # A RabbitMQ node takes 10-20 s to boot: say what is still awaited rather than nothing.
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
             futures = [pool.submit(check.wait, self, deadline) for check in checks]
-            for future in futures:
-                future.result()
+            with Ticker(waiting, self.progress, interval_s=WAITING_EVERY_S):
+                for future in futures:
+                    future.result()
 
     # ------------------------------------------------------------------ redeploys
     def redeploy(self, node: str, env: dict[str, str] | None = None, wait: bool = True,
