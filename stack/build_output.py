@@ -98,8 +98,8 @@ class PipOutput(StepOutput):
             return None
         if line.startswith(("Installing collected packages", "Successfully installed")):
             return f"{self.label}: {line[:160]}"
-        if line.startswith(("ERROR", "WARNING")):
-            return f"{self.label}: {line}"
+        if line.startswith(("ERROR", "WARNING")) and "Running pip as the 'root' user" not in line:
+            return f"{self.label}: {line}"   # (that one only says what setup already knows)
         return None
 
     def status(self) -> str:

@@ -124,6 +124,9 @@ def test_pip_and_docker_build_lines_are_counted_and_their_milestones_logged():
     assert pip.feed("  Downloading pika-1.3.2-py3-none-any.whl (155 kB)") is None
     assert pip.status() == "1 wheels collected (last: pika==1.3.2)"
     assert pip.feed("Successfully installed pika-1.3.2").startswith("[images] pip: Successfully")
+    assert pip.feed("WARNING: Running pip as the 'root' user can result in broken permissions") is None
+    assert pip.feed("ERROR: No matching distribution found for pika==9") == \
+        "[images] pip: ERROR: No matching distribution found for pika==9"
 
     build = DockerBuildOutput("[images]   redis")
     assert build.status() == "sending the build context"
