@@ -14,9 +14,9 @@ means every group's links to those nodes.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import random
-import re
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
@@ -26,21 +26,42 @@ from stack.topology import ProxyLink, Topology
 if TYPE_CHECKING:
     from stack.stack import Stack
 
-ROLE_ALIASES = {
+# Names of the built-in kinds' roles. Every other role, service and client group comes from the stack
+# file: a target may name a role of the topology (every node of it, `worker` or `workers`), a node, or
+# a client group of its proxy links.
+KIND_ALIASES = {
     "rabbitmq": "rabbitmq", "rmq": "rabbitmq", "rabbit": "rabbitmq",
     "zookeeper": "zookeeper", "zk": "zookeeper",
     "redis": "redis",
     "sentinel": "sentinel", "sentinels": "sentinel",
     "proxy": "proxy",
-    "worker": "worker", "workers": "worker",
-    "api": "api", "sink": "sink", "scheduler": "scheduler",
 }
 LIVE_ROLES = ("redis-primary", "redis-replica", "zk-leader", "zk-followers")
 LIVE_QUEUE_ROLES = ("rabbitmq-queue-leader", "rabbitmq-queue-followers")
-LINK_GROUPS = ("api", "workers", "scheduler")
-# Service nodes a topology with services has (stack.services.deploy): known here so that a schedule
-# can be validated without building a topology.
-SERVICE_NODE_PATTERN = re.compile(r"^(api\d*|worker\d+|sink|scheduler\d*)$")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_topology() -> Topology:
+    """What a schedule is checked against when no topology is given: the shipped default stack."""
+    from stack.topology import RunParams, build_topology
+
+    return build_topology("default", RunParams(run_id="check", cookie="x"))
+
+
+def _role(target: str, topology: Topology) -> str | None:
+    """The role a target names (a kind alias, a role of the topology, or its plural), else None."""
+    if target in KIND_ALIASES:
+        return KIND_ALIASES[target]
+    roles = {n.role for n in topology.nodes}
+    if target in roles:
+        return target
+    if target.endswith("s") and target[:-1] in roles:
+        return target[:-1]
+    return None
+
+
+def _groups(topology: Topology) -> set[str]:
+    return {l.group for l in topology.links}
 
 
 # ---------------------------------------------------------------------------------------------- static checks
@@ -55,42 +76,35 @@ def check_target(target: str, kind: str, topology: Topology | None, where: str) 
         return
     from faults.base import _did_you_mean
 
-    known = sorted(set(ROLE_ALIASES) | set(LIVE_ROLES) | set(_node_names(topology))
-                   | (set(LINK_GROUPS) if kind == "links" else set()))
+    topology = topology or _default_topology()
+    known = sorted(set(KIND_ALIASES) | {n.role for n in topology.nodes} | set(LIVE_ROLES)
+                   | {n.name for n in topology.nodes} | (_groups(topology) if kind == "links" else set()))
     raise HarnessError(f"{where}: unknown target {target!r}{_did_you_mean(target, known)}")
 
 
-def _node_names(topology: Topology | None) -> list[str]:
-    if topology is None:
-        from stack.topology import RunParams, build_topology
-
-        topology = build_topology("default", RunParams(run_id="check", cookie="x", with_services=False))
-    return [n.name for n in topology.nodes]
-
-
 def _is_node_target(target: str, topology: Topology | None) -> bool:
+    topology = topology or _default_topology()
     if target.startswith("any:"):
         return _is_node_target(target[4:], topology)
-    if target in ROLE_ALIASES or target in LIVE_ROLES:
+    if _role(target, topology) or target in LIVE_ROLES:
         return True
     role, _, queue = target.partition(":")
     if role in LIVE_QUEUE_ROLES:
         return bool(queue)
-    if target in _node_names(topology):
-        return True
-    return topology is None and bool(SERVICE_NODE_PATTERN.match(target))
+    return target in {n.name for n in topology.nodes}
 
 
 def _is_link_target(target: str, topology: Topology | None) -> bool:
-    if target in LINK_GROUPS:
+    topology = topology or _default_topology()
+    groups = _groups(topology)
+    if target in groups:
         return True
     group, sep, rest = target.partition(":")
-    if sep and group in LINK_GROUPS:
+    if sep and group in groups:
         return _is_node_target(rest, topology)
     if any(ch in target for ch in "*?["):
         return True
-    group, sep, node = target.partition("-")
-    return bool(sep) and group in LINK_GROUPS and _is_node_target(node, topology)
+    return target in {l.name for l in topology.links}
 
 
 # ---------------------------------------------------------------------------------------------- live roles
@@ -168,8 +182,10 @@ def _resolve_one(stack: "Stack", target: str, seed: int) -> list[str]:
     if target.startswith("any:"):
         pool = resolve_nodes(stack, [target[4:]], seed)
         return [random.Random(f"{seed}:{target}").choice(pool)] if pool else []
-    if target in ROLE_ALIASES:
-        return topo.names(ROLE_ALIASES[target])
+    if target in LIVE_ROLES or target.partition(":")[0] in LIVE_QUEUE_ROLES:
+        pass
+    elif (role := _role(target, topo)) is not None:
+        return topo.names(role)
     if target == "redis-primary":
         return [redis_primary(stack)]
     if target == "redis-replica":
@@ -194,15 +210,16 @@ def _resolve_one(stack: "Stack", target: str, seed: int) -> list[str]:
 def resolve_links(stack: "Stack", targets: list[str], seed: int = 0) -> list[ProxyLink]:
     """Proxy links, in topology order, for the given link targets."""
     links = list(stack.topology.links)
+    groups = _groups(stack.topology)
     picked: set[str] = set()
     for target in targets:
         if target in {l.name for l in links}:
             picked.add(target)
-        elif target in LINK_GROUPS:
+        elif target in groups:
             picked.update(l.name for l in links if l.group == target)
         elif any(ch in target for ch in "*?["):
             picked.update(l.name for l in links if fnmatch.fnmatchcase(l.name, target))
-        elif ":" in target and target.split(":", 1)[0] in LINK_GROUPS:
+        elif ":" in target and target.split(":", 1)[0] in groups:
             group, rest = target.split(":", 1)
             nodes = set(resolve_nodes(stack, [rest], seed))
             picked.update(l.name for l in links if l.group == group and l.node in nodes)

@@ -42,9 +42,8 @@ INT_BOUNDS = {"latency": (100, 3000), "jitter": (0, 500), "rate": (1, 100), "byt
               "delay_ms": (0, 3000), "grace": (0, 10)}
 TENTHS_BOUNDS = {"toxicity": (1, 10), "fail_rate": (1, 10)}
 
-# Live roles a node fault may name; the queue is the one the dispatch services use.
-LIVE_NODE_TARGETS = ("redis-primary", "redis-replica", "zk-leader", "rabbitmq-queue-leader:dispatch.messages")
-UNTOUCHED_ROLES = ("proxy", "sink")
+# Live roles a node fault may name; quorum-queue leaders of the queues the app declares (x-chaos.queues).
+LIVE_NODE_TARGETS = ("redis-primary", "redis-replica", "zk-leader")
 
 
 def fault_names(faults: Iterable[str] | None = None) -> list[str]:
@@ -61,18 +60,21 @@ def fault_names(faults: Iterable[str] | None = None) -> list[str]:
 
 
 def node_targets(topology) -> list[str]:
-    """Single nodes in topology order (not the proxy or the sink), then live roles."""
-    nodes = [n.name for n in topology.nodes if n.role not in UNTOUCHED_ROLES]
+    """Single nodes in topology order (not the proxy, nor the provider: it is the ground truth), then
+    live roles."""
+    provider = topology.app.provider.node if topology.app else None
+    nodes = [n.name for n in topology.nodes if n.role != "proxy" and n.name != provider]
     live = [t for t in LIVE_NODE_TARGETS
-            if (t.startswith("redis") and topology.names("redis")) or (t.startswith("zk") and topology.names("zookeeper"))
-            or (t.startswith("rabbitmq") and topology.names("rabbitmq"))]
+            if (t.startswith("redis") and topology.names("redis")) or (t.startswith("zk") and topology.names("zookeeper"))]
+    if topology.app and topology.names("rabbitmq"):
+        live += [f"rabbitmq-queue-leader:{q}" for q in topology.app.queues]
     return nodes + live
 
 
 def link_targets(topology) -> list[str]:
     """Single proxy links in topology order, then whole client groups."""
     links = [link.name for link in topology.links]
-    groups = [g for g in ("workers", "api", "scheduler") if any(l.group == g for l in topology.links)]
+    groups = list(dict.fromkeys(l.group for l in topology.links))
     return links + groups
 
 

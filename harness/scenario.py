@@ -53,6 +53,9 @@ class Scenario:
 
         where = f"scenario {self.name!r}"
         schedule = Schedule.from_data(self.schedule, topology)
+        if topology.app is None:
+            raise HarnessError(f"{where}: the {topology.name} stack declares no app to drive "
+                               "(x-chaos.client and x-chaos.provider in its stack file)")
         names = {n.name for n in topology.nodes}
         if not isinstance(self.deploy, dict):
             raise HarnessError(f"{where}: 'deploy' must map node names to environment overrides")
@@ -75,6 +78,9 @@ class Scenario:
                 raise HarnessError(f"{where}: workload {name} must be a number above 0, not {value!r}")
         if not number(spec.campaign_share) or not 0 <= spec.campaign_share <= 1:
             raise HarnessError(f"{where}: workload campaign_share must be within 0..1, not {spec.campaign_share!r}")
+        if spec.campaign_share and topology.app.client.campaign is None:
+            raise HarnessError(f"{where}: workload campaign_share needs campaigns, which the {topology.name} "
+                               "stack's x-chaos.client does not declare")
         for field_name in ("drain_s", "late_bound_s"):
             value = getattr(self, field_name)
             if not number(value) or value < 0:
@@ -105,11 +111,13 @@ def safe_name(text: str) -> str:
 
 
 def parked_ids(stack) -> list[str]:
-    """Message ids in the dead-letter queue, read without taking them (they are requeued on close)."""
+    """Message ids the app parked (its stack file's `x-chaos.parked` queue), read without taking them:
+    they are requeued on close. None declared: nothing is parked."""
     import pika
 
-    from stack.services import broker
-
+    queue = stack.topology.app.parked_queue
+    if queue is None:
+        return []
     params = pika.URLParameters(stack.amqp_url())
     params.socket_timeout = 10
     connection = pika.BlockingConnection(params)
@@ -117,7 +125,7 @@ def parked_ids(stack) -> list[str]:
     try:
         channel = connection.channel()
         while True:
-            method, props, _ = channel.basic_get(broker.DEAD_QUEUE, auto_ack=False)
+            method, props, _ = channel.basic_get(queue, auto_ack=False)
             if method is None:
                 break
             ids.append(props.message_id or "")
@@ -151,16 +159,20 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     for node, env in scenario.deploy.items():
         say(f"[scenario] deploying {node} with {env}")
         stack.redeploy(node, env, wait=False)
-    # A version that cannot start is the point of some scenarios: wait only for those that can.
-    stack.wait_healthy([stack.topology.node(node) for node, env in scenario.deploy.items()
-                        if "worker-crash-on-start" not in env.get("CHAOS_SWITCHES", "")])
-    api = f"http://127.0.0.1:{stack.host_port('api', 8080)}"
-    sink = f"http://127.0.0.1:{stack.host_port('sink', 8080)}"
+    # A version that cannot start is the point of some scenarios: a deployed node that exits instead of
+    # becoming ready is said and left so; the invariants judge what it did to the messages.
+    for node, detail in stack.wait_healthy([stack.topology.node(n) for n in scenario.deploy],
+                                           exited_ok=True).items():
+        say(f"[scenario] {node} exited instead of becoming ready: {detail}")
+    app = stack.topology.app
+    client, provider = app.client, app.provider
+    api = f"http://127.0.0.1:{stack.host_port(client.node, client.port)}"
+    sink = f"http://127.0.0.1:{stack.host_port(provider.node, provider.port)}"
     history_path = report_dir / "history.jsonl"
     spec = scenario.workload
     with HistoryWriter(history_path) as writer:
         observer = DeliveryObserver(sink, writer)
-        workload = Workload(api, writer, clients=spec.clients, rate=spec.rate, duration=spec.duration_s,
+        workload = Workload(api, writer, client=client, clients=spec.clients, rate=spec.rate, duration=spec.duration_s,
                             campaign_share=spec.campaign_share, campaign_size=spec.campaign_size, seed=seed,
                             run_id=f"{safe_name(scenario.name)[-20:]}-{seed}-{secrets.token_hex(3)}")
         observer.start(interval_s=1.0)

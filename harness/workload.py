@@ -13,18 +13,16 @@ from typing import Any
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from harness.history import HistoryWriter, campaign_message_id
+from harness.history import HistoryWriter
+from stack.app import DEFAULT_CLIENT, Client
 
 CHANNELS = ("sms", "email", "push")
 
 
-def outcome_of_status(status: int) -> str:
-    """2xx: accepted (ok); 4xx and 503: a definite refusal (fail); anything else: unknown (info)."""
-    if 200 <= status < 300:
-        return "ok"
-    if 400 <= status < 500 or status == 503:
-        return "fail"
-    return "info"
+def outcome_of_status(status: int, client: Client = DEFAULT_CLIENT) -> str:
+    """By the app's declared status sets; by default 2xx: accepted (ok); 4xx and 503: a definite
+    refusal (fail); anything else: unknown (info)."""
+    return client.outcome(status)
 
 
 def outcome_of_error(error: requests.RequestException) -> str:
@@ -46,8 +44,9 @@ class Request:
     """One planned client operation: a single message or a campaign."""
 
     f: str                       # "send" | "campaign"
+    method: str
     path: str
-    body: dict[str, Any]
+    body: Any
     value: Any                   # what the history records
 
 
@@ -59,12 +58,13 @@ class Workload:
     def __init__(self, api_url: str, writer: HistoryWriter, *, clients: int = 4,
                  rate: float = 50.0, count: int | None = None, duration: float | None = None,
                  campaign_share: float = 0.0, campaign_size: int = 10, seed: int = 0,
-                 run_id: str | None = None, timeout_s: float = 5.0) -> None:
+                 run_id: str | None = None, timeout_s: float = 5.0, client: Client = DEFAULT_CLIENT) -> None:
         if clients < 1 or rate <= 0:
             raise ValueError("a workload needs at least one client and a positive rate")
         if count is None and duration is None:
             raise ValueError("a workload needs a count or a duration (or both)")
         self.api_url = api_url.rstrip("/")
+        self.client = client
         self.writer = writer
         self.clients, self.rate, self.count, self.duration = clients, rate, count, duration
         self.campaign_share, self.campaign_size = campaign_share, campaign_size
@@ -142,27 +142,29 @@ class Workload:
         return planned
 
     def _plan(self, k: int) -> Request:
-        body = f"hello {k}"
-        if self.campaign_share and self._rng.random() < self.campaign_share:
+        text = f"hello {k}"
+        campaign = self.client.campaign
+        if campaign is not None and self.campaign_share and self._rng.random() < self.campaign_share:
             cid = f"{self.run_id}-k{k:08d}"
             recipients = [recipient("email", k * self.campaign_size + r)
                           for r in range(self.campaign_size)]
-            return Request("campaign", "/campaigns",
-                           {"campaign_id": cid, "recipients": recipients, "body": body},
+            return Request("campaign", campaign.method, campaign.path,
+                           campaign.render({"campaign": cid, "recipients": recipients, "text": text}),
                            {"campaign": cid,
-                            "ids": [campaign_message_id(cid, r) for r in recipients]})
+                            "ids": [self.client.campaign_id(cid, r) for r in recipients]})
         mid = f"{self.run_id}-{k:08d}"
         channel = self._rng.choice(CHANNELS)
-        return Request("send", "/messages",
-                       {"id": mid, "channel": channel, "to": recipient(channel, k), "body": body},
+        send = self.client.send
+        return Request("send", send.method, send.path,
+                       send.render({"id": mid, "channel": channel, "to": recipient(channel, k), "text": text}),
                        mid)
 
     def _perform(self, session: requests.Session, process: str, planned: Request) -> None:
         self.writer.record(process, "invoke", planned.f, planned.value)
         try:
-            response = session.post(self.api_url + planned.path, json=planned.body,
-                                    timeout=self.timeout_s)
-            outcome = outcome_of_status(response.status_code)
+            response = session.request(planned.method, self.api_url + planned.path, json=planned.body,
+                                       timeout=self.timeout_s)
+            outcome = self.client.outcome(response.status_code)
         except requests.RequestException as e:
             outcome = outcome_of_error(e)
         self.writer.record(process, outcome, planned.f, planned.value)

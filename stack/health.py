@@ -163,13 +163,3 @@ def configure_proxy(stack: "Stack") -> None:
     client.populate([{"name": link.name, "listen": f"0.0.0.0:{link.listen_port}",
                       "upstream": f"{link.node}:{link.port}", "enabled": True}
                      for link in stack.topology.links])
-
-
-def declare_broker_topology(stack: "Stack") -> None:
-    """Declare exchanges and quorum queues once every broker node is online (replica count is fixed then)."""
-    from stack.services import broker
-
-    rabbits = stack.topology.names("rabbitmq")
-    if not rabbits:
-        return
-    broker.declare(stack.amqp_url(), replicas=len(rabbits))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from stack.app import parse_app
 from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, ProxyLink, RunParams,
                             Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
@@ -30,6 +31,7 @@ STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
 SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
 TOP_KEYS = ("name", "services")
+CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset")
 INFRA_KEYS = ("x-kind", "deploy")
 SERVICE_KEYS = ("image", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "x-role")
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -122,9 +124,13 @@ def parse_stack(text: str, source: str, params: RunParams) -> Topology:
     if not isinstance(name, str) or not name:
         raise located.error(("name",), "a stack needs a name")
     services = _services(data.get("services"), located)
-    links = _links(data.get("x-chaos", {}), services, located)
+    chaos = data.get("x-chaos", {})
+    links = _links(chaos, services, located)
     nodes = _nodes(services, params, links, located)
-    return Topology(name=name, nodes=tuple(nodes), links=links)
+    app = parse_app(chaos, services, located, os.path.dirname(os.path.abspath(source)))
+    if not params.with_services:
+        app = None  # the infrastructure alone: no client, provider or app steps to run
+    return Topology(name=name, nodes=tuple(nodes), links=links, app=app)
 
 
 def _services(raw: Any, located: Located) -> dict[str, _Service]:
@@ -171,6 +177,9 @@ def _services(raw: Any, located: Located) -> dict[str, _Service]:
 def _links(chaos: Any, services: dict[str, _Service], located: Located) -> tuple[ProxyLink, ...]:
     if not isinstance(chaos, dict):
         raise located.error(("x-chaos",), "must be a mapping")
+    for key in chaos:
+        if key not in CHAOS_KEYS:
+            raise located.error(("x-chaos", key), f"unknown key (known: {', '.join(CHAOS_KEYS)})")
     groups = chaos.get("links", {})
     if not isinstance(groups, dict):
         raise located.error(("x-chaos", "links"), "must map client groups to lists of services")
@@ -372,4 +381,17 @@ def describe(topology: Topology) -> list[str]:
         lines.append(f"  node {n.name}: role {n.role}, image {n.image}" + (f"; {'; '.join(extra)}" if extra else ""))
     for l in topology.links:
         lines.append(f"  link {l.name}: {l.group} -> {l.node}:{l.port} via {l.address}")
+    app = topology.app
+    if app is not None:
+        c = app.client
+
+        def statuses(s) -> str:
+            return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in s.ranges)
+
+        lines.append(f"  client: {c.send.method} {c.node}:{c.port}{c.send.path}"
+                     + (f", campaigns {c.campaign.method} {c.campaign.path}" if c.campaign else "")
+                     + f"; accepted {statuses(c.accepted)}, refused {statuses(c.refused)}, else unknown")
+        lines.append(f"  provider: {app.provider.node}:{app.provider.port}; parked: {app.parked_queue or 'none'}")
+        lines.append(f"  setup: {', '.join(s.kind for s in app.setup) or 'none'}; reset: stop "
+                     f"{','.join(app.reset_stop) or 'nothing'}, then {', '.join(s.kind for s in app.reset) or 'nothing'}")
     return lines

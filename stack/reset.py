@@ -1,8 +1,9 @@
 """Between tests, bring a running stack back to a clean, hardened, healthy state without rebuilding it.
 
 Toxics removed, partitions healed, stopped or paused nodes started, services redeployed to their
-hardened spec, consumers stopped while queues are purged, Redis flushed, campaign state in ZooKeeper
-cleared and the sink emptied, so nothing of one test is delivered into the next.
+spec, then the app's own reset as its stack file declares it (`x-chaos.reset`: the services named
+there stop while the steps clear queues, Redis, the app's state and the provider), so nothing of one
+test is delivered into the next.
 """
 
 from __future__ import annotations
@@ -10,25 +11,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from harness.errors import HarnessError
-from stack import health
-from stack.topology import PROXY_API_PORT, REDIS_MASTER_NAME, SENTINEL_PORT
+from stack.appsteps import run_steps
+from stack.topology import PROXY_API_PORT
 
 if TYPE_CHECKING:
     from stack.stack import Stack
-
-CONSUMER_ROLES = ("worker", "scheduler")
-ZK_STATE_PATHS = ("/dispatch/campaigns", "/dispatch/progress")
-
-CLEAR_ZK = """
-import os, sys
-from kazoo.client import KazooClient
-zk = KazooClient(hosts=os.environ["ZK_HOSTS"], timeout=10)
-zk.start(timeout=20)
-for path in sys.argv[1:]:
-    zk.delete(path, recursive=True) if zk.exists(path) else None
-zk.stop()
-"""
 
 
 def _heal_containers(stack: "Stack") -> None:
@@ -60,47 +47,6 @@ def _redeploy_drifted_services(stack: "Stack") -> list[str]:
     return redeployed
 
 
-def redis_master(stack: "Stack") -> str:
-    sentinel = stack.topology.names("sentinel")[0]
-    code, out = stack.exec(sentinel, ["redis-cli", "-p", str(SENTINEL_PORT), "sentinel",
-                                      "get-master-addr-by-name", REDIS_MASTER_NAME])
-    if code != 0 or not out.split():
-        raise HarnessError(f"{sentinel}: cannot name the Redis master: {out.strip()}")
-    return out.split()[0]
-
-
-def _purge_queues(stack: "Stack") -> None:
-    import pika
-
-    from stack.services import broker
-
-    params = pika.URLParameters(stack.amqp_url())
-    params.socket_timeout = 10
-    connection = pika.BlockingConnection(params)
-    try:
-        channel = connection.channel()
-        for queue in broker.QUEUES:
-            channel.queue_purge(queue)
-    finally:
-        connection.close()
-
-
-def _clear_state(stack: "Stack") -> None:
-    import requests
-
-    _purge_queues(stack)
-    master = redis_master(stack)
-    code, out = stack.exec(master, ["redis-cli", "flushall"])
-    if code != 0 or "OK" not in out:
-        raise HarnessError(f"{master}: FLUSHALL failed: {out.strip()}")
-    code, out = stack.exec("api", ["python3", "-c", CLEAR_ZK, *ZK_STATE_PATHS], timeout=40)
-    if code != 0:
-        raise HarnessError(f"api: could not clear campaign state in ZooKeeper: {out.strip()[-300:]}")
-    response = requests.post(f"http://127.0.0.1:{stack.host_port('sink', 8080)}/reset", timeout=10)
-    if response.status_code >= 300:
-        raise HarnessError(f"sink: POST /reset answered {response.status_code}")
-
-
 def reset_stack(stack: "Stack") -> float:
     """Reset a running stack (see the module docstring); returns the seconds it took."""
     from faults.toxiproxy.client import ToxiproxyClient
@@ -112,13 +58,16 @@ def reset_stack(stack: "Stack") -> float:
     _heal_containers(stack)
     ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}").reset()
     _redeploy_drifted_services(stack)
-    consumers = [n for n in stack.topology.nodes if n.role in CONSUMER_ROLES]
-    for node in consumers:
+    app = stack.topology.app
+    if app is None:
+        stack.wait_healthy()
+        return time.monotonic() - started
+    stopped = [stack.topology.node(name) for name in app.reset_stop]
+    for node in stopped:
         stack.container(node.name).stop(timeout=5)
-    infra = [n for n in stack.topology.nodes if n.role not in CONSUMER_ROLES]
-    stack.wait_healthy(infra)
-    _clear_state(stack)
-    for node in consumers:
+    stack.wait_healthy([n for n in stack.topology.nodes if n not in stopped])
+    run_steps(stack, app.reset, app.base_dir)
+    for node in stopped:
         stack.container(node.name).start()
-    stack.wait_healthy(consumers)
+    stack.wait_healthy(stopped)
     return time.monotonic() - started

@@ -21,6 +21,7 @@ from typing import Callable
 from harness.errors import HarnessError
 from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
+from stack.appsteps import run_steps
 from stack.docker_api import docker_client
 from stack.images import ensure_images
 from stack.kinds import kind_of
@@ -113,7 +114,8 @@ class Stack:
             self._start_waves(infra)
             self.wait_healthy(infra)
             health.configure_proxy(self)
-            health.declare_broker_topology(self)
+            if self.topology.app is not None:
+                run_steps(self, self.topology.app.setup, self.topology.app.base_dir, self.progress)
             if services:
                 self._start_waves(services)
                 self.wait_healthy(services)
@@ -260,22 +262,45 @@ class Stack:
         except KeyError:
             raise HarnessError(f"image {self.images.get(image_key, image_key)} has no user {user!r}") from None
 
-    def wait_healthy(self, nodes: list[NodeSpec] | None = None) -> None:
-        """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout."""
+    def wait_healthy(self, nodes: list[NodeSpec] | None = None, exited_ok: bool = False) -> dict[str, str]:
+        """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout.
+
+        A node whose container exits fails the wait at once, unless `exited_ok`: then the wait goes on
+        for the others and the exited nodes are returned, each with its exit code and log tail."""
         nodes = list(self.topology.nodes) if nodes is None else nodes
         deadline = time.monotonic() + self.boot_timeout
         checks = health.checks_for(self, nodes)
+        exited: dict[str, str] = {}
 
         def waiting(elapsed: float) -> str:
-            pending = [check.what for check, future in zip(checks, futures) if not future.done()]
+            pending = [check.what for check, future in futures if not future.done()]
             return f"[stack] waiting +{elapsed:.0f}s on {len(pending)}: {'; '.join(pending)}"
 
         # A RabbitMQ node takes 10-20 s to boot: say what is still awaited rather than nothing.
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
-            futures = [pool.submit(check.wait, self, deadline) for check in checks]
+            futures = [(check, pool.submit(check.wait, self, deadline)) for check in checks]
             with Ticker(waiting, self.progress, interval_s=WAITING_EVERY_S):
-                for future in futures:
-                    future.result()
+                for check, future in futures:
+                    try:
+                        future.result()
+                    except HarnessError:
+                        gone = [n for n in (check.nodes or (check.node,)) if self._exited(n)]
+                        if not exited_ok or not gone:
+                            raise
+                        for name in gone:
+                            exited[name] = self._exit_detail(name)
+        return exited
+
+    def _exited(self, node: str) -> bool:
+        container = self.container(node)
+        container.reload()
+        return container.status in ("exited", "dead")
+
+    def _exit_detail(self, node: str) -> str:
+        container = self.container(node)
+        code = container.attrs.get("State", {}).get("ExitCode")
+        tail = self.logs_tail(node).strip().splitlines()[-1:] or [""]
+        return f"exit code {code}; last log line: {tail[0][:200]}"
 
     # ------------------------------------------------------------------ redeploys
     def redeploy(self, node: str, env: dict[str, str] | None = None, wait: bool = True,

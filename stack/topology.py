@@ -9,6 +9,7 @@ brings them up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 
@@ -21,6 +22,9 @@ HTTP_PORT = 8080
 # Proxy listen ports stay below the ephemeral range (Toxiproxy's README advice).
 PROXY_PORT_BASE = 20000
 REDIS_MASTER_NAME = "mymaster"
+
+if TYPE_CHECKING:
+    from stack.app import App
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Topology:
     name: str
     nodes: tuple[NodeSpec, ...]
     links: tuple[ProxyLink, ...]
+    app: "App | None" = None  # how the harness talks to the app (stack.app); None: no app services
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:

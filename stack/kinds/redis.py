@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from harness.errors import HarnessError
 from stack import health
 from stack.kinds.base import Kind, register_kind
-from stack.topology import REDIS_PORT
+from stack.topology import REDIS_MASTER_NAME, REDIS_PORT, SENTINEL_PORT
 
 
 def ping(stack, node: str, port: int) -> tuple[bool, str]:
     code, out = stack.exec(node, ["redis-cli", "-p", str(port), "ping"], timeout=5)
     return code == 0 and "PONG" in out, out.strip()[:80]
+
+
+def primary(stack) -> str:
+    """The Redis primary now: as the Sentinels name it, or, with no Sentinel, the node in the master role."""
+    sentinels = stack.topology.names("sentinel")
+    if sentinels:
+        code, out = stack.exec(sentinels[0], ["redis-cli", "-p", str(SENTINEL_PORT), "sentinel",
+                                              "get-master-addr-by-name", REDIS_MASTER_NAME])
+        if code != 0 or not out.split():
+            raise HarnessError(f"{sentinels[0]}: cannot name the Redis master: {out.strip()}")
+        return out.split()[0]
+    masters = [n for n in stack.topology.names("redis") if health.redis_info(stack, n).get("role") == "master"]
+    if len(masters) != 1:
+        raise HarnessError(f"Redis: expected one master, found {masters}")
+    return masters[0]
 
 
 @register_kind

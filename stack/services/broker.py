@@ -40,3 +40,11 @@ def declare(url: str, replicas: int) -> None:
         ch.queue_bind(DEAD_QUEUE, DEAD_EXCHANGE, ROUTING_KEY)
     finally:
         connection.close()
+
+
+def setup(ctx) -> None:
+    """The stack file's setup step (`python: stack.services.broker:setup`): declare once every broker
+    node is online, with one quorum replica per node."""
+    rabbits = ctx.nodes("rabbitmq")
+    if rabbits:
+        declare(ctx.amqp_url(), replicas=len(rabbits))

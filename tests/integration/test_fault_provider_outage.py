@@ -43,3 +43,19 @@ def test_outage_rate_is_validated():
 
     with pytest.raises(HarnessError, match="fail_rate"):
         get_fault("provider-outage").check_params({"fail_rate": 1.5}, "step 1")
+
+
+def test_a_deployed_version_that_cannot_start_is_said_and_judged(stack, tmp_path):
+    """The scenario is told nothing about which versions may not start: a deployed node that exits
+    instead of becoming ready is said in the progress, the run goes on, and the invariants judge it
+    (small has one worker: with it gone, accepted messages are never delivered)."""
+    from harness.scenario import Scenario, WorkloadSpec, run_scenario
+
+    lines: list[str] = []
+    scenario = Scenario(name="crash-on-start", deploy={"worker1": {"CHAOS_SWITCHES": "worker-crash-on-start"}},
+                        workload=WorkloadSpec(clients=2, rate=10, duration_s=3), drain_s=3, late_bound_s=2)
+    result = run_scenario(stack, scenario, tmp_path, progress=lines.append)
+    said = [line for line in lines if "worker1 exited instead of becoming ready" in line]
+    assert said and "exit code 1" in said[0], lines
+    assert result.status == "invalid" and "lost" in result.violations(), result.verdict.results
+    assert stack.container("worker1").status == "exited"
