@@ -12,7 +12,7 @@ import sys
 import time
 
 from harness.errors import HarnessError
-from harness.progress import show_progress
+from harness.progress import say, show_progress
 
 
 def _stack_from_run(client, run_id: str | None):
@@ -44,7 +44,7 @@ def cmd_images(args) -> int:
     names = ensure_images(docker_client(), force=args.force)
     for key, name in names.items():
         print(f"{key:10} {name}")
-    print(f"images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    say(f"[images] ready in {time.monotonic() - started:.1f}s")
     return 0
 
 
@@ -105,7 +105,7 @@ def cmd_down(args) -> int:
 
     client = docker_client()
     _, run = _stack_from_run(client, args.run)
-    cleanup.remove_run(client, run, lambda line: print(line, file=sys.stderr))
+    cleanup.remove_run(client, run, say)
     return 0
 
 
@@ -116,7 +116,6 @@ def cmd_clean(args) -> int:
     from faults import sweep
 
     client = docker_client()
-    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
     sweep.sweep(client, say)  # partition rules and toxics left by dead fault runners, first
     removed = cleanup.clean_all(client, say)
     print(f"removed {len(removed)} run(s)" if removed else "nothing to clean")

@@ -48,9 +48,20 @@ def option(config, name: str):
     return config.getini(name) if value is None else value
 
 
+# Libraries whose INFO lines the harness' own probes set off by the dozen (pika logs 17 per
+# connection, and every reset opens some): under log_cli they would drown the harness' progress.
+QUIET_LOGGERS = ("pika",)
+
+
 def pytest_configure(config) -> None:
+    import logging
+
     config.addinivalue_line("markers", "chaos: needs Docker and brings up the dispatch stack")
     config.stash[RESULTS_KEY] = []
+    for name in QUIET_LOGGERS:
+        quiet = logging.getLogger(name)
+        if quiet.level == logging.NOTSET:  # unless the user chose a level for it
+            quiet.setLevel(logging.WARNING)
 
 
 def _docker_unavailable() -> str | None:

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from harness.history import HistoryWriter
-    from stack.images import stderr_progress
+    from harness.progress import say, show_progress
     from stack.stack import Stack
 
     parser = argparse.ArgumentParser(prog="python -m harness.runner", description=__doc__.split("\n")[0])
@@ -282,12 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", help="append the nemesis ops to this JSONL history")
     parser.add_argument("--report", help="write the run report (coverage) as JSON here")
     args = parser.parse_args(argv)
+    show_progress()
     try:
         stack = Stack(args.topology, run_id=args.run_id, seed=args.seed, with_services=False,
-                      progress=stderr_progress)
+                      progress=say)
         schedule = Schedule.load(args.schedule, stack.topology)
         history = HistoryWriter(args.history) if args.history else None
-        runner = Runner(stack, schedule, history, progress=stderr_progress)
+        runner = Runner(stack, schedule, history, progress=say)
         try:
             report = runner.run()
         finally:

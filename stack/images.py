@@ -12,15 +12,17 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from harness.errors import HarnessError
+from harness.progress import say
+from stack.build_output import (DebootstrapOutput, DockerBuildOutput, PipOutput, Progress, StepOutput,
+                                run_told, telling)
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent
@@ -44,12 +46,6 @@ APP_IGNORED = ("__pycache__", "*.pyc", "*.so", "*.egg-info", "native", "images")
 def _app_file(path: Path, root: Path) -> bool:
     return path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
                                       for pattern in APP_IGNORED)
-
-Progress = Callable[[str], None]
-
-
-def stderr_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def cache_dir() -> Path:
@@ -179,17 +175,6 @@ def plan_images() -> ImagePlan:
 # ----------------------------------------------------------------------------------------------
 # Building.
 
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    except FileNotFoundError:
-        raise HarnessError(f"{cmd[0]} is not installed: it is needed to {what}") from None
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise HarnessError(f"could not {what} ({cmd[0]} exited {proc.returncode})", detail=tail)
-    return proc
-
-
 def image_exists(client, name: str) -> bool:
     import docker.errors
 
@@ -198,6 +183,16 @@ def image_exists(client, name: str) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+
+
+def debootstrap(rootfs: Path, mirror: str, progress: Progress = say) -> None:
+    """A minbase rootfs of SUITE with BASE_PACKAGES, its progress told while it runs (a couple of minutes)."""
+    progress(f"[images] debootstrap {SUITE} ({len(BASE_PACKAGES)} extra packages) from {mirror} ...")
+    started = time.monotonic()
+    run_told(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+              SUITE, str(rootfs), mirror], f"debootstrap a {SUITE} rootfs from {mirror}",
+             DebootstrapOutput("[images] debootstrap"), progress)
+    progress(f"[images] debootstrap done in {time.monotonic() - started:.0f}s")
 
 
 def build_base(client, name: str, progress: Progress) -> None:
@@ -210,9 +205,7 @@ def build_base(client, name: str, progress: Progress) -> None:
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))
     rootfs = work / "rootfs"
     try:
-        progress(f"[images] debootstrap {SUITE} ({len(BASE_PACKAGES)} extra packages) ...")
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-              SUITE, str(rootfs), mirror], f"debootstrap a {SUITE} rootfs from {mirror}")
+        debootstrap(rootfs, mirror, progress)
         # Keep package maintainer scripts from starting services during later apt-get installs.
         policy = rootfs / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\nexit 101\n")
@@ -228,13 +221,15 @@ def build_base(client, name: str, progress: Progress) -> None:
             (rootfs / sub).mkdir()
         tarball = work / "rootfs.tar"
         progress("[images] packing rootfs ...")
-        _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."], "pack the rootfs")
+        run_told(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."], "pack the rootfs",
+                 StepOutput("[images] tar"), progress)
         repo, tag = name.rsplit(":", 1)
         progress(f"[images] docker import -> {name}")
-        client.api.import_image_from_file(
-            str(tarball), repository=repo, tag=tag,
-            changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]',
-                     f"LABEL chaos-harness.image=base chaos-harness.inputs={tag}"])
+        with telling(StepOutput("[images] docker import"), progress):
+            client.api.import_image_from_file(
+                str(tarball), repository=repo, tag=tag,
+                changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]',
+                         f"LABEL chaos-harness.image=base chaos-harness.inputs={tag}"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -253,12 +248,14 @@ def _site_packages(progress: Progress) -> Path:
         return site
     shutil.rmtree(site, ignore_errors=True)
     progress("[images] pip: fetching wheels for the services image ...")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(site),
+    cmd = [sys.executable, "-m", "pip", "install", "--progress-bar=off", "--target", str(site),
            "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
            "--no-compile", "-r", str(requirements)]
     for tag in _platform_tags():
         cmd += ["--platform", tag]
-    _run(cmd, "download the services' wheels from PyPI")
+    # Unbuffered, so that pip's lines come through the pipe as it writes them.
+    run_told(cmd, "download the services' wheels from PyPI", PipOutput("[images] pip"), progress,
+             env={"PYTHONUNBUFFERED": "1"})
     (site / ".complete").write_text("ok\n")
     return site
 
@@ -285,17 +282,17 @@ def build_service(client, key: str, name: str, base: str, progress: Progress) ->
         started = time.monotonic()
         log: list[str] = []
         try:
-            for chunk in client.api.build(path=str(ctx), tag=name, buildargs={"BASE": base},
-                                          network_mode="host", rm=True, forcerm=True, decode=True,
-                                          labels={"chaos-harness.image": key}):
-                if "error" in chunk:
-                    raise HarnessError(f"docker build of {name} failed: {chunk['error'].strip()}",
-                                       detail="\n".join(log[-25:]))
-                text = chunk.get("stream", "").rstrip()
-                if text:
-                    log.append(text)
-                    if text.startswith("Step "):
-                        progress(f"[images]   {key}: {text[:110]}")
+            with telling(DockerBuildOutput(f"[images]   {key}"), progress) as take:
+                for chunk in client.api.build(path=str(ctx), tag=name, buildargs={"BASE": base},
+                                              network_mode="host", rm=True, forcerm=True, decode=True,
+                                              labels={"chaos-harness.image": key}):
+                    if "error" in chunk:
+                        raise HarnessError(f"docker build of {name} failed: {chunk['error'].strip()}",
+                                           detail="\n".join(log[-25:]))
+                    for text in chunk.get("stream", "").splitlines():
+                        if text.strip():
+                            log.append(text.rstrip())
+                            take(text)
         except docker.errors.APIError as exc:
             raise HarnessError(f"docker build of {name} failed: {exc.explanation or exc}") from None
         progress(f"[images] built {name} in {time.monotonic() - started:.0f}s")
@@ -325,7 +322,7 @@ def prune_stale(client, key: str, keep: str, older_than_s: float = 1800.0) -> No
                 pass  # in use by a container, or already gone
 
 
-def ensure_images(client, progress: Progress = stderr_progress, force: bool = False) -> dict[str, str]:
+def ensure_images(client, progress: Progress = say, force: bool = False) -> dict[str, str]:
     """Build whatever image is missing (or everything with force); return key -> image name."""
     plan = plan_images()
     for key in IMAGE_KEYS:
@@ -336,6 +333,7 @@ def ensure_images(client, progress: Progress = stderr_progress, force: bool = Fa
                                    "and no registry is reachable to pull it")
             continue
         if not force and image_exists(client, name):
+            progress(f"[images] {name} is built (cached)")
             continue
         if key == "base":
             build_base(client, name, progress)

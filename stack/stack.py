@@ -19,16 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
 from stack.appsteps import run_steps
 from stack.docker_api import docker_client
-from stack.images import ensure_images, stderr_progress
+from stack.images import ensure_images
 from stack.kinds import kind_of
 from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_file_of
 
 Progress = Callable[[str], None]
 DEFAULT_GRACE_S = 10.0  # as `docker stop`
+WAITING_EVERY_S = 3.0    # how often a wait on readiness says what it still waits for
 
 
 def new_run_id() -> str:
@@ -37,7 +39,7 @@ def new_run_id() -> str:
 
 class Stack:
     def __init__(self, topology: str = "default", *, seed: int = 0, with_services: bool = True,
-                 detached: bool = False, progress: Progress = stderr_progress,
+                 detached: bool = False, progress: Progress = say,
                  boot_timeout: float = 180.0, host_port_base: int | None = None,
                  run_id: str | None = None, client=None) -> None:
         self.run_id = run_id or new_run_id()
@@ -269,17 +271,24 @@ class Stack:
         deadline = time.monotonic() + self.boot_timeout
         checks = health.checks_for(self, nodes)
         exited: dict[str, str] = {}
+
+        def waiting(elapsed: float) -> str:
+            pending = [check.what for check, future in futures if not future.done()]
+            return f"[stack] waiting +{elapsed:.0f}s on {len(pending)}: {'; '.join(pending)}"
+
+        # A RabbitMQ node takes 10-20 s to boot: say what is still awaited rather than nothing.
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
             futures = [(check, pool.submit(check.wait, self, deadline)) for check in checks]
-            for check, future in futures:
-                try:
-                    future.result()
-                except HarnessError:
-                    gone = [n for n in (check.nodes or (check.node,)) if self._exited(n)]
-                    if not exited_ok or not gone:
-                        raise
-                    for name in gone:
-                        exited[name] = self._exit_detail(name)
+            with Ticker(waiting, self.progress, interval_s=WAITING_EVERY_S):
+                for check, future in futures:
+                    try:
+                        future.result()
+                    except HarnessError:
+                        gone = [n for n in (check.nodes or (check.node,)) if self._exited(n)]
+                        if not exited_ok or not gone:
+                            raise
+                        for name in gone:
+                            exited[name] = self._exit_detail(name)
         return exited
 
     def _exited(self, node: str) -> bool:

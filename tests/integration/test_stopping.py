@@ -10,7 +10,7 @@ import pytest
 
 from stack import cleanup
 from stack.docker_api import docker_client
-from stack.images import ensure_images, stderr_progress
+from stack.images import ensure_images
 from stack.stopping import stop
 
 pytestmark = pytest.mark.chaos
@@ -22,7 +22,7 @@ IGNORES_TERM = "trap '' TERM; while true; do sleep 0.1; done"
 @pytest.fixture
 def start():
     client = docker_client()
-    base = ensure_images(client, stderr_progress)["base"]
+    base = ensure_images(client)["base"]
     started = []
 
     def run(script: str):
