@@ -147,13 +147,33 @@ def cmd_search(args) -> int:
     faults = fault_names(args.faults.split(",")) if args.faults else None  # mistakes fail before the stack is up
     if args.profile not in PROFILES:
         raise HarnessError(f"unknown search profile {args.profile!r} (known: {', '.join(PROFILES)})")
-    with Stack(args.topology, seed=args.seed) as stack:
-        deploy = ({node: {"CHAOS_SWITCHES": args.switches} for node in stack.topology.names("worker")}
-                  if args.switches else {})
+    stack = Stack(args.topology, seed=args.seed)
+    deploy = deploy_overrides(args.deploy, stack.topology)  # checked before anything starts
+    with stack:
         found = search(stack, args.report_dir, deploy=deploy, profile=args.profile, seed=args.seed,
                        faults=faults, progress=say)
     print(found.summary())
     return 0 if found.failure is None else 1
+
+
+def deploy_overrides(specs: list[str], topology) -> dict[str, dict[str, str]]:
+    """`--deploy TARGET:KEY=VALUE` (repeatable) as node -> env; TARGET is a node, a role of the stack file
+    or its plural (`workers`)."""
+    from faults.roles import _is_node_target, _role
+
+    deploy: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        target, sep, assignment = spec.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq or not key:
+            raise HarnessError(f"--deploy {spec!r}: expected TARGET:KEY=VALUE, e.g. workers:CHAOS_SWITCHES=worker-reject-drop")
+        role = _role(target, topology)
+        nodes = topology.names(role) if role else [target] if target in {n.name for n in topology.nodes} else []
+        if not nodes or not _is_node_target(target, topology):
+            raise HarnessError(f"--deploy {spec!r}: no node or role {target!r} in the {topology.name} stack")
+        for node in nodes:
+            deploy.setdefault(node, {})[key] = value
+    return deploy
 
 
 def cmd_check(args) -> int:
@@ -228,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="run generated fault schedules, shrink a failing one and save it "
                                            "(exit 0 nothing found, 1 found)")
-    search.add_argument("--switches", default="", help="incident switches deployed on every worker, e.g. "
-                                                       "worker-reject-drop (default: hardened)")
+    search.add_argument("--deploy", action="append", default=[], metavar="TARGET:KEY=VALUE",
+                        help="deploy an environment override before the search, on a node or every node of a "
+                             "role, e.g. workers:CHAOS_SWITCHES=worker-reject-drop (repeatable; default: the "
+                             "stack file's spec)")
     search.add_argument("--profile", default="ci", help="ci (few examples) or nightly (many)")
     search.add_argument("--faults", default="", help="comma-separated faults to draw from (default: the registry's "
                                                      "short-run faults)")

@@ -212,3 +212,17 @@ def test_generated_targets_come_from_the_stack_file():
     assert own.app.queues == ("notify.work",)
     assert node_targets(own) == ["queue1", "cache1", "gateway", "mailer1", "mailer2", "redis-primary",
                                  "redis-replica", "rabbitmq-queue-leader:notify.work"]
+
+
+def test_search_deploys_overrides_on_the_stack_files_nodes_and_roles():
+    from harness.cli import deploy_overrides
+
+    topology = load_stack_file(shipped_stack("default"), RunParams(run_id="u", cookie="c"))
+    assert deploy_overrides(["workers:CHAOS_SWITCHES=worker-reject-drop", "api:LOG=debug"], topology) == {
+        "worker1": {"CHAOS_SWITCHES": "worker-reject-drop"}, "worker2": {"CHAOS_SWITCHES": "worker-reject-drop"},
+        "api": {"LOG": "debug"}}
+    assert deploy_overrides(["worker2:A=b=c"], topology) == {"worker2": {"A": "b=c"}}
+    for bad, message in (("workers", "expected TARGET:KEY=VALUE"), ("mailers:A=1", "no node or role 'mailers'"),
+                         ("workers:=1", "expected TARGET:KEY=VALUE")):
+        with pytest.raises(HarnessError, match=message):
+            deploy_overrides([bad], topology)
