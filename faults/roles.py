@@ -110,22 +110,9 @@ def _is_link_target(target: str, topology: Topology | None) -> bool:
 # ---------------------------------------------------------------------------------------------- live roles
 
 def redis_primary(stack: "Stack") -> str:
-    """The node Sentinel names as master (the first Sentinel that answers), else the one INFO calls master."""
-    for sentinel in stack.topology.names("sentinel"):
-        try:
-            view = health.sentinel_master(stack, sentinel)
-        except Exception:
-            continue
-        host = view.get("ip", "")
-        if host in stack.topology.names("redis"):
-            return host
-    for node in stack.topology.names("redis"):
-        try:
-            if health.redis_info(stack, node).get("role") == "master":
-                return node
-        except Exception:
-            continue
-    raise HarnessError("no Redis primary found: no Sentinel and no Redis node names one")
+    from stack.kinds.redis import primary
+
+    return primary(stack)
 
 
 def zk_leader(stack: "Stack") -> str:

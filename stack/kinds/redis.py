@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.errors import HarnessError
 from stack import health
 from stack.kinds.base import Kind, register_kind
-from stack.topology import REDIS_MASTER_NAME, REDIS_PORT, SENTINEL_PORT
+from stack.topology import REDIS_PORT
 
 
 def ping(stack, node: str, port: int) -> tuple[bool, str]:
@@ -14,18 +14,22 @@ def ping(stack, node: str, port: int) -> tuple[bool, str]:
 
 
 def primary(stack) -> str:
-    """The Redis primary now: as the Sentinels name it, or, with no Sentinel, the node in the master role."""
-    sentinels = stack.topology.names("sentinel")
-    if sentinels:
-        code, out = stack.exec(sentinels[0], ["redis-cli", "-p", str(SENTINEL_PORT), "sentinel",
-                                              "get-master-addr-by-name", REDIS_MASTER_NAME])
-        if code != 0 or not out.split():
-            raise HarnessError(f"{sentinels[0]}: cannot name the Redis master: {out.strip()}")
-        return out.split()[0]
-    masters = [n for n in stack.topology.names("redis") if health.redis_info(stack, n).get("role") == "master"]
-    if len(masters) != 1:
-        raise HarnessError(f"Redis: expected one master, found {masters}")
-    return masters[0]
+    """The node a Sentinel names as master (the first Sentinel that answers), else the one INFO calls master."""
+    for sentinel in stack.topology.names("sentinel"):
+        try:
+            view = health.sentinel_master(stack, sentinel)
+        except Exception:
+            continue
+        host = view.get("ip", "")
+        if host in stack.topology.names("redis"):
+            return host
+    for node in stack.topology.names("redis"):
+        try:
+            if health.redis_info(stack, node).get("role") == "master":
+                return node
+        except Exception:
+            continue
+    raise HarnessError("no Redis primary found: no Sentinel and no Redis node names one")
 
 
 @register_kind
