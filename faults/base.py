@@ -35,7 +35,9 @@ LABEL_FAULT_OWNER_HOST = "chaos-harness.fault-owner-host"
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a fault: a name, a type (int, float, str, bool, list, dict) and a default."""
+    """One parameter of a fault: a name, a type (int, float, str, bool, list, dict) and a default; for
+    numbers, the unit, the bounds a value must keep (inclusive; None: open), and the range generated
+    schedules draw from (`search`, within the bounds; for floats, in steps of a tenth)."""
 
     name: str
     type: type
@@ -43,6 +45,9 @@ class Param:
     required: bool = False
     choices: tuple = ()
     help: str = ""
+    unit: str = ""
+    bounds: tuple[float | None, float | None] = (0, None)
+    search: tuple[float, float] | None = None
 
     def check(self, value: Any, where: str) -> Any:
         ok = isinstance(value, self.type) and not (self.type in (int, float) and isinstance(value, bool))
@@ -56,8 +61,13 @@ class Param:
         if self.choices and value not in self.choices:
             raise HarnessError(f"{where}: parameter {self.name!r} must be one of "
                                f"{', '.join(map(str, self.choices))}, not {value!r}")
-        if self.type in (int, float) and value < 0:
-            raise HarnessError(f"{where}: parameter {self.name!r} must not be negative, not {value!r}")
+        if self.type in (int, float):
+            low, high = self.bounds
+            if (low is not None and value < low) or (high is not None and value > high):
+                unit = f" ({self.unit})" if self.unit else ""
+                span = (f"within {low}..{high}{unit}" if low is not None and high is not None
+                        else f"at least {low}{unit}" if low is not None else f"at most {high}{unit}")
+                raise HarnessError(f"{where}: parameter {self.name!r} must be {span}, not {value!r}")
         return value
 
     def describe(self) -> dict[str, Any]:
@@ -68,6 +78,11 @@ class Param:
             out["choices"] = list(self.choices)
         if self.help:
             out["help"] = self.help
+        if self.type in (int, float):
+            out["unit"] = self.unit
+            out["bounds"] = list(self.bounds)
+            if self.search is not None:
+                out["search"] = list(self.search)
         return out
 
 

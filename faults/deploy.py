@@ -96,7 +96,7 @@ class Deploy(_Deploying):
 class RollingDeploy(_Deploying):
     name = "rolling-deploy"
     summary = "deploy the override to each target in turn (each healthy first, then `gap` s); heal rolls back"
-    params = (SWITCHES, ENV, Param("gap", float, 5.0, help="seconds between nodes"), GRACE)
+    params = (SWITCHES, ENV, Param("gap", float, 5.0, help="seconds between nodes", unit="s", bounds=(0, 600)), GRACE)
 
     def inject(self) -> Effect:
         nodes = self.resolve()

@@ -25,7 +25,8 @@ TOXIC_PREFIX = "chaos."
 COMMON = (
     Param("direction", str, "downstream", choices=DIRECTIONS,
           help="downstream: node -> client; upstream: client -> node"),
-    Param("toxicity", float, 1.0, help="share of connections the toxic applies to (0..1)"),
+    Param("toxicity", float, 1.0, help="share of connections the toxic applies to (0..1)",
+          unit="fraction", bounds=(0, 1), search=(0.1, 1.0)),
 )
 
 
@@ -55,11 +56,6 @@ class LinkFault(Fault):
         super().__init__(*args, **kwargs)
         self.applied: list[tuple[str, str]] = []  # (link, toxic name)
         self.links: list[str] = []
-
-    @classmethod
-    def check_combination(cls, params, where):
-        if params["toxicity"] > 1:
-            raise HarnessError(f"{where}: parameter 'toxicity' must be in [0, 1], not {params['toxicity']}")
 
     def resolve(self) -> list[str]:
         links = [l.name for l in resolve_links(self.ctx.stack, self.targets, seed=f"{self.ctx.stack.seed}:"
@@ -109,8 +105,8 @@ class LinkFault(Fault):
         return Effect(tuple(self.links), {"removed": True})
 
 
-def _attr(name: str, default: int, help: str) -> Param:
-    return Param(name, int, default, help=help)
+def _attr(name: str, default: int, help: str, unit: str, search: tuple[int, int]) -> Param:
+    return Param(name, int, default, help=help, unit=unit, search=search)
 
 
 def link_fault(name: str, toxic: str, summary: str, *attributes: Param) -> type[LinkFault]:
@@ -122,20 +118,22 @@ def link_fault(name: str, toxic: str, summary: str, *attributes: Param) -> type[
 
 
 Latency = link_fault("latency", "latency", "delay data on the links by latency ± jitter ms",
-                     _attr("latency", 1000, "ms added to each chunk"), _attr("jitter", 0, "± ms, uniform"))
+                     _attr("latency", 1000, "ms added to each chunk", "ms", (100, 3000)),
+                     _attr("jitter", 0, "± ms, uniform", "ms", (0, 500)))
 Bandwidth = link_fault("bandwidth", "bandwidth", "limit the links to rate KB/s",
-                       _attr("rate", 10, "KB/s (1 KB = 1000 B)"))
+                       _attr("rate", 10, "KB/s (1 KB = 1000 B)", "KB/s", (1, 100)))
 Timeout = link_fault("timeout", "timeout", "black-hole the links: drop all data, close after timeout ms "
-                                           "(0: never)", _attr("timeout", 0, "ms before closing; 0 = never"))
+                                           "(0: never)", _attr("timeout", 0, "ms before closing; 0 = never", "ms", (0, 5000)))
 ResetPeer = link_fault("reset-peer", "reset_peer", "reset (RST) connections timeout ms after data arrives",
-                       _attr("timeout", 0, "ms before the RST"))
+                       _attr("timeout", 0, "ms before the RST", "ms", (0, 5000)))
 SlowClose = link_fault("slow-close", "slow_close", "delay the close of connections by delay ms",
-                       _attr("delay", 1000, "ms"))
+                       _attr("delay", 1000, "ms", "ms", (0, 3000)))
 Slicer = link_fault("slicer", "slicer", "cut data into small pieces with delays between them",
-                    _attr("average_size", 16, "bytes"), _attr("size_variation", 8, "bytes"),
-                    _attr("delay", 1000, "µs between pieces"))
+                    _attr("average_size", 16, "bytes", "B", (1, 64)),
+                    _attr("size_variation", 8, "bytes", "B", (0, 32)),
+                    _attr("delay", 1000, "µs between pieces", "µs", (0, 3000)))
 LimitData = link_fault("limit-data", "limit_data", "close connections after bytes bytes",
-                       _attr("bytes", 1024, "bytes per connection and direction"))
+                       _attr("bytes", 1024, "bytes per connection and direction", "B", (0, 4096)))
 
 
 @register
@@ -150,10 +148,6 @@ class LinkDown(LinkFault):
 
     def toxic_attributes(self) -> dict[str, Any]:
         return {"latency": 0}
-
-    @classmethod
-    def check_combination(cls, params, where):
-        pass
 
     def inject(self) -> Effect:
         self.p = {**self.p, "toxicity": 1.0}

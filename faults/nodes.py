@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from stack.stack import Stack
 
 GRACE = Param("grace", int, 10, help="seconds between SIGTERM and SIGKILL when a container is stopped "
-              "(10 as `docker stop`); 0: SIGKILL at once, a crash")
+              "(10 as `docker stop`); 0: SIGKILL at once, a crash", unit="s", bounds=(0, 600), search=(0, 10))
 WAIT_SERVING = Param("wait_serving", bool, True, help="after bringing a node back, wait until it serves again")
 
 

@@ -15,18 +15,13 @@ class ProviderOutage(Fault):
     name = "provider-outage"
     summary = "the recording provider answers 503 to a fraction of deliveries (and/or delays them)"
     params = (
-        Param("fail_rate", float, 1.0, help="fraction of deliveries refused with 503 (0..1)"),
-        Param("delay_ms", int, 0, help="delay added to every delivery"),
+        Param("fail_rate", float, 1.0, help="fraction of deliveries refused with 503 (0..1)",
+              unit="fraction", bounds=(0, 1), search=(0.1, 1.0)),
+        Param("delay_ms", int, 0, help="delay added to every delivery", unit="ms", bounds=(0, 600_000),
+              search=(0, 3000)),
     )
     targets_kind = "none"
     needs_targets = False
-
-    @classmethod
-    def check_combination(cls, params, where):
-        from harness.errors import HarnessError
-
-        if not 0.0 <= params["fail_rate"] <= 1.0:
-            raise HarnessError(f"{where}: parameter 'fail_rate' must be within 0..1, not {params['fail_rate']!r}")
 
     def _control(self, fail_rate: float, delay_ms: int) -> None:
         import requests

@@ -11,7 +11,8 @@ class RollingRestart(NodeFault):
     name = "rolling-restart"
     summary = "restart the targets one at a time: each must serve again, then `gap` s before the next"
     params = (
-        Param("gap", float, 5.0, help="seconds between one node serving again and the next one going down"),
+        Param("gap", float, 5.0, help="seconds between one node serving again and the next one going down",
+              unit="s", bounds=(0, 600)),
         Param("mode", str, "restart", choices=("restart", "kill"), help="graceful restart or SIGKILL + start"),
         GRACE,
     )

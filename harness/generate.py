@@ -36,12 +36,6 @@ MAX_AT_S = 8
 MIN_DURATION_S = 2
 MAX_DURATION_S = 8
 
-# Sensible bounds for numeric parameters, by name: (low, high) for ints, in tenths for floats.
-INT_BOUNDS = {"latency": (100, 3000), "jitter": (0, 500), "rate": (1, 100), "bytes": (0, 4096),
-              "timeout": (0, 5000), "delay": (0, 3000), "average_size": (1, 64), "size_variation": (0, 32),
-              "delay_ms": (0, 3000), "grace": (0, 10)}
-TENTHS_BOUNDS = {"toxicity": (1, 10), "fail_rate": (1, 10)}
-
 # Live roles a node fault may name; quorum-queue leaders of the queues the app declares (x-chaos.queues).
 LIVE_NODE_TARGETS = ("redis-primary", "redis-replica", "zk-leader")
 
@@ -89,12 +83,13 @@ def param_value(param) -> st.SearchStrategy:
         return st.sampled_from(_default_first(param.choices, param.default))
     if param.type is bool and param.default is not None:
         return st.sampled_from([param.default, not param.default])
-    if param.type is int and param.name in INT_BOUNDS and param.default is not None:
-        return st.one_of(st.just(param.default), st.integers(*INT_BOUNDS[param.name]))
-    if param.type is float and param.name in TENTHS_BOUNDS and param.default is not None:
-        low, high = TENTHS_BOUNDS[param.name]
-        return st.one_of(st.just(param.default), st.integers(low, high).map(lambda x: x / 10))
-    return st.just(param.default)  # strings naming things, lists, dicts, unknown numbers: the default
+    if param.search is not None and param.default is not None:  # the range the fault declares, in its unit
+        low, high = param.search
+        if param.type is int:
+            return st.one_of(st.just(param.default), st.integers(int(low), int(high)))
+        return st.one_of(st.just(param.default),
+                         st.integers(round(low * 10), round(high * 10)).map(lambda x: x / 10))
+    return st.just(param.default)  # strings naming things, lists, dicts, unsearched numbers: the default
 
 
 def fault_params(fault) -> st.SearchStrategy[dict[str, Any]]:

@@ -91,3 +91,59 @@ def test_unknown_fault_is_one_error():
 
     with pytest.raises(HarnessError, match="unknown fault 'nope'"):
         schedules(topology("small"), ["nope"])
+
+
+def test_each_numeric_parameter_declares_its_unit_and_searches_within_its_bounds():
+    from faults.base import load_all
+
+    for name, fault in load_all().items():
+        for p in fault.params:
+            if p.type not in (int, float):
+                continue
+            assert p.unit, f"{name}.{p.name} has no unit"
+            low, high = p.bounds
+            if p.search is not None:
+                assert (low is None or low <= p.search[0]) and (high is None or p.search[1] <= high), (name, p)
+            if p.default is not None:
+                assert (low is None or low <= p.default) and (high is None or p.default <= high), (name, p)
+
+
+def test_slicer_delay_is_microseconds_and_slow_close_delay_milliseconds():
+    from faults.base import get_fault
+
+    def delay(fault):
+        return next(p for p in get_fault(fault).describe()["params"] if p["name"] == "delay")
+
+    assert delay("slicer")["unit"] == "µs" and delay("slow-close")["unit"] == "ms"
+
+
+@pytest.mark.parametrize("fault, params, message", [
+    ("latency", {"toxicity": 1.5}, "parameter 'toxicity' must be within 0..1 (fraction), not 1.5"),
+    ("provider-outage", {"fail_rate": -0.1}, "parameter 'fail_rate' must be within 0..1 (fraction), not -0.1"),
+    ("latency", {"latency": -5}, "parameter 'latency' must be at least 0 (ms), not -5"),
+    ("restart", {"grace": 601}, "parameter 'grace' must be within 0..600 (s), not 601"),
+])
+def test_a_value_out_of_bounds_is_refused_with_its_unit(fault, params, message):
+    from faults.base import get_fault
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as caught:
+        get_fault(fault).check_params(params, "step 1")
+    assert str(caught.value) == f"step 1: {message}"
+
+
+def test_drawn_parameters_keep_to_the_declared_search_range():
+    from faults.base import get_fault
+    from harness.generate import param_value
+
+    for fault in ("slicer", "latency", "provider-outage"):
+        for p in get_fault(fault).params:
+            if p.search is None:
+                continue
+
+            @settings(max_examples=60, deadline=None)
+            @given(param_value(p))
+            def check(value):
+                assert value == p.default or p.search[0] <= value <= p.search[1]
+
+            check()
