@@ -44,6 +44,7 @@ class ConnectionContext:
     seed: int
     toxic_specs: Callable[[str], list["ToxicSpec"]]
     forget: Callable[["Connection"], None]
+    counters: Callable[[str], list[int]] = lambda stream: [0, 0]  # [received, sent] bytes, for GET /metrics
 
 
 def toxic_random(seed: int, proxy: str, connection: int, stream: str, toxic: str, toxic_serial: int) -> random.Random:
@@ -182,13 +183,17 @@ class Link:
         self._queued = 0
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
+        self.counts = connection.context.counters(stream)
 
     # input from the source socket
     def feed(self, data: bytes) -> None:
         if self.done:
             return
+        counts = self.counts
+        counts[0] += len(data)
         if self._pump is None and not self.active:
             self.dest.write(data)  # fast path
+            counts[1] += len(data)
             return
         self._queue.append(Chunk(data, self.connection.loop.time()))
         self._queued += len(data)
@@ -295,6 +300,7 @@ class Link:
             self._finish()
             return
         self.dest.write(chunk.data)
+        self.counts[1] += len(chunk.data)
         await self.dest.drained()
 
     def _finish(self) -> None:
