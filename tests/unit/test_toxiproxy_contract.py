@@ -265,3 +265,34 @@ def test_proxy_metrics_count_bytes_per_direction_in_prometheus_text(echo: Echo) 
 def test_numbers_are_spelled_as_go_spells_them() -> None:
     assert [go_float(v) for v in (10, 0.5, 1.0940416e7, 123456, 1e-05)] == \
         ["10", "0.5", "1.0940416e+07", "123456", "1e-05"]
+
+
+# 9. the slicer keeps Toxiproxy's pace: a 64 KB answer in 64 B slices 10 µs apart takes Toxiproxy 0.25 s
+def test_slicer_with_microsecond_delays_is_not_slower_than_toxiproxy(url: str) -> None:
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(1)
+
+    def answer() -> None:
+        conn, _ = upstream.accept()
+        with conn:
+            conn.recv(16)
+            conn.sendall(b"x" * 65536)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        port = port_of(create(url, {"name": "s", "listen": "127.0.0.1:0",
+                                    "upstream": f"127.0.0.1:{upstream.getsockname()[1]}"}).json()["listen"])
+        call("POST", f"{url}/proxies/s/toxics",
+             {"type": "slicer", "attributes": {"average_size": 64, "size_variation": 0, "delay": 10}})
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"go")
+            received = 0
+            while data := sock.recv(65536):
+                received += len(data)
+            elapsed = time.monotonic() - started
+    finally:
+        upstream.close()
+    assert received == 65536
+    assert elapsed < 0.5, f"64 KB through the slicer took {elapsed:.2f}s; Toxiproxy takes 0.25s"
