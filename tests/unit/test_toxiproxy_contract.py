@@ -18,6 +18,7 @@ import requests
 
 from faults.toxiproxy.metrics import Metrics, go_float
 from faults.toxiproxy.server import parse_args, serve_in_thread
+from tests.toxiproxy_servers import SERVERS, running_server
 
 
 class Echo:
@@ -55,8 +56,15 @@ def echo() -> Iterator[Echo]:
     server.sock.close()
 
 
+@pytest.fixture(params=SERVERS)
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Ours; and with TOXIPROXY_SERVER set, the same contract is checked on the real server too."""
+    with running_server(request.param, seed=3) as running:
+        yield running
+
+
 @pytest.fixture()
-def url() -> Iterator[str]:
+def our_url() -> Iterator[str]:
     with serve_in_thread(seed=3) as running:
         yield running.url
 
@@ -132,8 +140,8 @@ def test_version_is_byte_for_byte_toxiproxys(url: str) -> None:
     assert response.headers["Content-Type"] == "application/json;charset=utf-8"
 
 
-def test_seed_and_implementation_are_under_our_own_path(url: str) -> None:
-    info = call("GET", f"{url}/faults/server").json()
+def test_seed_and_implementation_are_under_our_own_path(our_url: str) -> None:
+    info = call("GET", f"{our_url}/faults/server").json()
     assert info["seed"] == 3 and info["implementation"].startswith("faults.toxiproxy")
 
 
