@@ -33,6 +33,7 @@ QUEUE_HIGH = 1 << 20
 QUEUE_LOW = 256 << 10
 WRITE_HIGH = 1 << 20
 WRITE_LOW = 256 << 10
+DIAL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,9 @@ class Connection:
     async def _dial_upstream(self) -> None:
         host, port = self.upstream_address
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: self.server, host, port), 30)
+            # asyncio.timeout, not wait_for: wait_for wraps the dial in a second task, for every connection.
+            async with asyncio.timeout(DIAL_TIMEOUT_S):
+                await self.loop.create_connection(lambda: self.server, host, port)
         except (OSError, asyncio.TimeoutError) as exc:
             log.warning("%s: unable to open connection to upstream %s:%s: %s", self.describe(), host, port, exc)
             self.abort()
