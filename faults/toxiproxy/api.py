@@ -82,7 +82,7 @@ class ToxiproxyApi:
                 continue
             route = methods.get(request.method)
             if route is None:
-                return Response(405, b"", ERROR_TYPE)
+                return Response(405, b"", "")  # gorilla/mux answers a bare 405
             # Toxiproxy's middleware gives every routed request an id, browsers' refusals included.
             headers = {REQUEST_ID_HEADER: self._request_ids.next()}
             if request.headers.get("user-agent", "").startswith("Mozilla/"):

@@ -53,8 +53,9 @@ class ToxicSpec:
     serial: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "stream": self.stream,
-                "toxicity": _go_number(self.toxicity), "attributes": self.toxic.attributes()}
+        # Toxiproxy's field order (its ToxicWrapper embeds the attributes first)
+        return {"attributes": self.toxic.attributes(), "name": self.name, "type": self.type,
+                "stream": self.stream, "toxicity": _go_number(self.toxicity)}
 
 
 def _go_number(value: float) -> float | int:

@@ -216,6 +216,7 @@ def test_noop_toxic_is_accepted(url: str, echo: Echo) -> None:
     assert response.status_code == 200, response.text
     assert response.json() == {"name": "noop_downstream", "type": "noop", "stream": "downstream",
                                "toxicity": 1, "attributes": {}}
+    assert list(response.json()) == ["attributes", "name", "type", "stream", "toxicity"]  # Go's field order
 
 
 # 7. every routed request carries an id
@@ -226,6 +227,8 @@ def test_routed_answers_carry_a_request_id(url: str) -> None:
         assert request_id is not None and re.fullmatch(r"[0-9a-v]{20}", request_id), request_id
     assert len(set(ids)) == 4
     assert "X-Toxiproxy-Request-Id" not in call("GET", f"{url}/no/such/route").headers  # as gorilla/mux
+    wrong_method = call("PUT", f"{url}/proxies")
+    assert wrong_method.status_code == 405 and "Content-Type" not in wrong_method.headers
 
 
 # 8. metrics
