@@ -25,6 +25,13 @@ VERSION = "2.12.0"  # the Toxiproxy API version this server speaks
 IMPLEMENTATION = "faults.toxiproxy (python)"
 # Ours, never Toxiproxy's: a real client parses /version, so what we add (implementation, seed) lives here.
 SERVER_INFO_PATH = "/faults/server"
+# What this server does beyond Toxiproxy 2.12, by name; a fault that relies on one asks for it (a real
+# Toxiproxy answers 404 at SERVER_INFO_PATH, so it has none of them).
+FEATURES = (
+    "seeded-randomness",  # -seed decides jitter, toxicity and slicer draws, so a run replays
+    "half-close",  # a FIN in one direction is passed on; the other direction goes on
+    "reset-peer-on-open-connections",  # reset_peer sends RST on connections opened before it was added
+)
 REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
 ERROR_TYPE = "text/plain; charset=utf-8"  # Go's http.Error, which Toxiproxy's errors go through
 
@@ -108,7 +115,8 @@ class ToxiproxyApi:
 
     async def server_info(self, request: Request) -> tuple[int, Any]:
         """Ours alone: what this server is and the seed of its randomness (a run replays with it)."""
-        return 200, {"implementation": IMPLEMENTATION, "version": VERSION, "seed": self.proxies.seed}
+        return 200, {"implementation": IMPLEMENTATION, "version": VERSION, "seed": self.proxies.seed,
+                     "features": list(FEATURES)}
 
     async def metrics(self, request: Request) -> tuple[int, Any]:
         return 200, Response(200, self.proxies.metrics.render().encode(), METRICS_CONTENT_TYPE)

@@ -151,3 +151,34 @@ def test_wait_ready_says_what_it_waited_for(silent_server: str) -> None:
 def test_wait_ready_returns_once_the_server_answers() -> None:
     with serve_in_thread() as running:
         assert ToxiproxyClient(running.url).wait_ready(5.0).startswith("2.")
+
+
+
+def test_server_features_are_ours_and_a_real_toxiproxy_has_none(request: pytest.FixtureRequest,
+                                                                 client: ToxiproxyClient) -> None:
+    features = client.server_features()
+    if request.node.callspec.params["client"] == "real":
+        assert features == frozenset()  # 404 at /faults/server
+    else:
+        assert {"seeded-randomness", "half-close", "reset-peer-on-open-connections"} <= features
+
+
+class _Client:
+    url = "http://proxy:8474"
+
+    def __init__(self, features: frozenset[str]) -> None:
+        self.features = features
+
+    def server_features(self) -> frozenset[str]:
+        return self.features
+
+
+def test_a_fault_that_needs_what_real_toxiproxy_lacks_says_so() -> None:
+    from faults.link import ResetPeer
+
+    fault = ResetPeer.__new__(ResetPeer)  # check_proxy reads only the class's name and needs
+    with pytest.raises(HarnessError) as error:
+        fault.check_proxy(_Client(frozenset()))
+    message = one_line(error)
+    assert message.startswith("reset-peer: ") and "'reset-peer-on-open-connections'" in message
+    fault.check_proxy(_Client(frozenset({"reset-peer-on-open-connections"})))  # ours: no complaint
