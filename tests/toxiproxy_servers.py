@@ -1,8 +1,8 @@
 """The Toxiproxy servers a proxy-facing test can run against: ours, in-process, always; and a real
 `toxiproxy-server` when the TOXIPROXY_SERVER environment variable names its binary.
 
-`pytest_generate_tests`-free: a test module parametrizes its server fixture with `SERVERS` and calls
-`running_server(kind)` from it. A real server is started per test on a free port and stopped by its pid.
+A test module parametrizes its server fixture with `SERVERS` and calls `running_server(kind)` from it.
+A real server is started per test on a free port and stopped by its pid.
 """
 
 from __future__ import annotations

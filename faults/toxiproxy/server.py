@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .api import ToxiproxyApi
+from .api import VERSION, ToxiproxyApi
 from .httpd import serve
 from .metrics import Metrics
 from .proxy import ApiError, ProxyCollection
@@ -131,6 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="serve toxiproxy_proxy_* byte counters on GET /metrics")
     parser.add_argument("--runtime-metrics", "-runtime-metrics", nargs="?", const=True, default=False,
                         type=_go_bool, help="serve process_* metrics on GET /metrics")
+    parser.add_argument("--version", "-version", nargs="?", const=True, default=False, type=_go_bool,
+                        help="print the version and exit")
     return parser.parse_args(argv)
 
 
@@ -145,6 +147,9 @@ def _go_bool(text: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.version:
+        print(f"toxiproxy-server version {VERSION}")  # Toxiproxy's words, for scripts that check them
+        return 0
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logging.basicConfig(stream=sys.stdout, level=level if level in logging.getLevelNamesMapping() else "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -238,6 +238,13 @@ def test_metrics_flags_are_accepted_the_way_go_spells_them() -> None:
     assert parse_args([]).proxy_metrics is False
 
 
+def test_version_flag_prints_toxiproxys_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from faults.toxiproxy.server import main
+
+    assert main(["-version"]) == 0
+    assert capsys.readouterr().out == "toxiproxy-server version 2.12.0\n"
+
+
 def test_metrics_is_404_unless_asked_for(url: str) -> None:
     response = call("GET", f"{url}/metrics")
     assert response.status_code == 404 and response.text == "404 page not found\n"
