@@ -77,15 +77,22 @@ class LinkFault(Fault):
     def toxic_attributes(self) -> dict[str, Any]:
         return {a.name: self.p[a.name] for a in self.attributes}
 
-    def check_proxy(self, client: ToxiproxyClient) -> None:
+    @classmethod
+    def check_proxy(cls, client: ToxiproxyClient) -> None:
         """Refuse, naming the fault and the feature, when the proxy (say a real Toxiproxy) lacks what we need."""
-        if not self.proxy_needs:
+        if not cls.proxy_needs:
             return
         features = client.server_features()
-        for feature, why in self.proxy_needs.items():
+        for feature, why in cls.proxy_needs.items():
             if feature not in features:
-                raise HarnessError(f"{self.name}: the proxy at {client.url} lacks {feature!r} "
+                raise HarnessError(f"{cls.name}: the proxy at {client.url} lacks {feature!r} "
                                    f"(a real Toxiproxy has only its public API): {why}")
+
+    @classmethod
+    def check_stack(cls, stack) -> None:
+        if cls.proxy_needs:
+            with proxy_client(stack) as client:
+                cls.check_proxy(client)
 
     def inject(self) -> Effect:
         links = self.resolve()

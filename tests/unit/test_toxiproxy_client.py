@@ -176,9 +176,47 @@ class _Client:
 def test_a_fault_that_needs_what_real_toxiproxy_lacks_says_so() -> None:
     from faults.link import ResetPeer
 
-    fault = ResetPeer.__new__(ResetPeer)  # check_proxy reads only the class's name and needs
     with pytest.raises(HarnessError) as error:
-        fault.check_proxy(_Client(frozenset()))
+        ResetPeer.check_proxy(_Client(frozenset()))
     message = one_line(error)
     assert message.startswith("reset-peer: ") and "'reset-peer-on-open-connections'" in message
-    fault.check_proxy(_Client(frozenset({"reset-peer-on-open-connections"})))  # ours: no complaint
+    ResetPeer.check_proxy(_Client(frozenset({"reset-peer-on-open-connections"})))  # ours: no complaint
+
+
+class _Stack:
+    """Just enough of a Stack for a fault's check_stack: the proxy's API port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def host_port(self, node: str, port: int) -> int:
+        assert node == "proxy"
+        return self.port
+
+
+def test_check_stack_asks_the_stacks_proxy_before_a_run() -> None:
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from faults.link import Latency, ResetPeer
+
+    class RealLike(BaseHTTPRequestHandler):  # a real Toxiproxy: nothing at /faults/server
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    real_like = HTTPServer(("127.0.0.1", 0), RealLike)
+    threading.Thread(target=real_like.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(HarnessError) as error:
+            ResetPeer.check_stack(_Stack(real_like.server_address[1]))
+        assert one_line(error).startswith("reset-peer: the proxy at http://127.0.0.1:")
+        Latency.check_stack(_Stack(real_like.server_address[1]))  # needs nothing beyond Toxiproxy
+    finally:
+        real_like.shutdown()
+        real_like.server_close()
+    with serve_in_thread() as ours:
+        ResetPeer.check_stack(_Stack(ours.server.port))
