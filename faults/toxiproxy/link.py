@@ -15,7 +15,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from .toxics.base import Chunk, ToxicStub
 
@@ -73,8 +73,7 @@ class Side(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         if self._pauses:
             transport.pause_reading()
