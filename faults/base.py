@@ -205,6 +205,11 @@ class Fault:
     def check_combination(cls, params: dict[str, Any], where: str) -> None:
         """Checks across parameters (override where needed)."""
 
+    @classmethod
+    def check_stack(cls, stack: Any) -> None:
+        """Refuse, in one line naming the fault, what it cannot do on this running stack (say, a real
+        Toxiproxy in place of ours); the runner asks before the first step (override where needed)."""
+
     # ---------------------------------------------------------------- the two verbs
     def inject(self) -> Effect:
         raise NotImplementedError
