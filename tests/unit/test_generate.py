@@ -1,5 +1,7 @@
 """The schedule strategy: what it draws validates, and it shrinks to the simplest schedule."""
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
@@ -29,7 +31,8 @@ def test_generated_schedules_validate(name):
 
 
 def test_simplest_schedule_is_one_mild_short_step():
-    found = find(schedules(topology("default")), lambda s: True)
+    found = find(schedules(topology("default")), lambda s: True, settings=settings(database=None),
+                 random=random.Random(0))
     assert found.to_data() == {"steps": [{"at": 0.0, "fault": fault_names()[0], "duration": 2.0}]}
 
 
@@ -39,7 +42,8 @@ def test_shrinks_to_a_minimal_failing_schedule():
     def fails(schedule):
         return any(s.fault == "latency" and s.params.get("latency", 1000) > 1500 for s in schedule.steps)
 
-    found = find(schedules(topology("default")), fails)
+    found = find(schedules(topology("default")), fails, settings=settings(database=None, max_examples=2000),
+                 random=random.Random(0))
     culprit = {"at": 0.0, "fault": "latency", "targets": ["api-rmq1"], "params": {"latency": 1501}, "duration": 2.0}
     simplest = {"at": 0.0, "fault": fault_names()[0], "duration": 2.0}
     steps = found.to_data()["steps"]
@@ -78,7 +82,10 @@ def test_shrinks_two_needed_steps_to_two():
     # Hypothesis's shrink now and then keeps a redundant simplest step (seen: outage, outage, kill, once
     # a fresh example database recorded that shrink); the search's step-dropping pass removes it, so
     # the two needed steps at their simplest are what a user gets.
-    found = find(schedules(topology("small")), fails, settings=settings(max_examples=2000, database=None))
+    # A fixed random source: the same search every run (once, under load, a random one ended in a
+    # Hypothesis error instead of an example; a test must not depend on that luck).
+    found = find(schedules(topology("small")), fails, settings=settings(max_examples=2000, database=None),
+                 random=random.Random(0))
     simplest = {("provider-outage", 0.0, 2.0), ("kill", 0.0, 2.0)}
     assert {(s.fault, s.at, s.duration) for s in found.steps} == simplest, found
     assert all(s.params == {} for s in found.steps), found
