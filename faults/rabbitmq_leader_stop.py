@@ -19,7 +19,8 @@ class RabbitmqLeaderStop(Fault):
     name = "rabbitmq-leader-stop"
     summary = "stop the node leading a quorum queue; waits for and records the new leader; heal restarts it"
     params = (
-        Param("queue", str, "dispatch.messages", help="the quorum queue whose leader is stopped"),
+        Param("queue", str, None, help="the quorum queue whose leader is stopped (default: the first of the "
+                                       "stack file's x-chaos.queues)"),
         Param("mode", str, "stop_app", choices=("stop_app", "stop", "kill")),
     )
     targets_kind = "none"
@@ -29,9 +30,21 @@ class RabbitmqLeaderStop(Fault):
         super().__init__(*args, **kwargs)
         self.old: str | None = None
 
+    @classmethod
+    def check_topology(cls, params, topology, where: str) -> None:
+        cls.queue_of(params, topology, where)
+
+    @staticmethod
+    def queue_of(params, topology, where: str) -> str:
+        queue = params.get("queue") or next(iter(topology.app.queues if topology.app else ()), None)
+        if not queue:
+            raise HarnessError(f"{where}: rabbitmq-leader-stop needs params.queue: the {topology.name} stack "
+                               "file declares no x-chaos.queues")
+        return queue
+
     def inject(self) -> Effect:
         stack = self.ctx.stack
-        queue = self.p["queue"]
+        queue = self.queue_of(self.p, stack.topology, f"fault {self.name!r}")
         self.old = old = rabbitmq_queue_leader(stack, queue)
         if len(stack.topology.names("rabbitmq")) < 3:
             raise HarnessError(f"rabbitmq-leader-stop needs 3 RabbitMQ nodes to elect a new leader "

@@ -95,6 +95,8 @@ class Schedule:
                 raise HarnessError(f"{where}: fault {step.fault!r} needs targets")
             for target in step.targets:
                 check_target(target, fault.targets_kind, topology, where)
+            if topology is not None:
+                fault.check_topology(fault.check_params(step.params, where), topology, where)
             sid = self.step_id(i)
             if sid in ids:
                 raise HarnessError(f"{where}: id {sid!r} is used twice")

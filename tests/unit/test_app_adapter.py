@@ -226,3 +226,14 @@ def test_search_deploys_overrides_on_the_stack_files_nodes_and_roles():
                          ("workers:=1", "expected TARGET:KEY=VALUE")):
         with pytest.raises(HarnessError, match=message):
             deploy_overrides([bad], topology)
+
+
+def test_a_queue_leader_fault_takes_its_queue_from_the_stack_file():
+    from harness.schedule import Schedule
+
+    step = [{"at": 0, "fault": "rabbitmq-leader-stop", "duration": 5}]
+    Schedule.from_data(step, load_stack_file(shipped_stack("default"), RunParams(run_id="u", cookie="c")))
+    Schedule.from_data([{**step[0], "params": {"queue": "notify.work"}}], parse(OWN))
+    with pytest.raises(HarnessError, match="step 1: rabbitmq-leader-stop needs params.queue: the notify stack "
+                                           "file declares no x-chaos.queues"):
+        Schedule.from_data(step, parse(OWN))
