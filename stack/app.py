@@ -269,8 +269,9 @@ def _client(raw: Any, ctx: _Ctx) -> Client:
     if "campaign" in raw:
         campaign = _endpoint(raw["campaign"], path + ("campaign",), ctx, CAMPAIGN_FIELDS)
         ids = raw["campaign"].get("ids", ids)
-        if not isinstance(ids, str) or "{campaign}" not in ids or "{recipient}" not in ids:
-            raise ctx.located.error(path + ("campaign", "ids"), "a template with {campaign} and {recipient}")
+        if (not isinstance(ids, str) or "{campaign}" not in ids or "{recipient}" not in ids
+                or set(PLACEHOLDER.findall(ids)) != {"campaign", "recipient"} or ids.count("{") != ids.count("}")):
+            raise ctx.located.error(path + ("campaign", "ids"), "a template with {campaign} and {recipient}, and no other")
     accepted = _statuses(raw.get("accepted"), path + ("accepted",), ctx, DEFAULT_CLIENT.accepted)
     refused = _statuses(raw.get("refused"), path + ("refused",), ctx, DEFAULT_CLIENT.refused)
     both = [s for s in range(100, 600) if s in accepted and s in refused]

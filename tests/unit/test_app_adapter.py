@@ -237,3 +237,16 @@ def test_a_queue_leader_fault_takes_its_queue_from_the_stack_file():
     with pytest.raises(HarnessError, match="step 1: rabbitmq-leader-stop needs params.queue: the notify stack "
                                            "file declares no x-chaos.queues"):
         Schedule.from_data(step, parse(OWN))
+
+
+@pytest.mark.parametrize("ids, expected", [("{campaign}:{recipient}", "c7:+336"), ("{recipient}@{campaign}", "+336@c7"),
+                                           ("{campaign}-{x}-{recipient}", None), ("{campaign}{recipient}}", None)])
+def test_campaign_ids_are_a_template_of_campaign_and_recipient_only(ids, expected):
+    text = OWN.replace("  provider: {node: provider", "    campaign: {path: /c, body: {c: \"{campaign}\", "
+                       f"r: \"{{recipients}}\"}}, ids: \"{ids}\"}}\n  provider: {{node: provider", 1)
+    if expected is None:
+        with pytest.raises(HarnessError, match="x-chaos.client.campaign.ids: a template with {campaign} and "
+                                               "{recipient}, and no other"):
+            parse(text)
+    else:
+        assert parse(text).app.client.campaign_id("c7", "+336") == expected
