@@ -12,7 +12,7 @@ from stack import health
 
 pytestmark = pytest.mark.chaos
 
-QUEUE = "dispatch.messages"
+QUEUE = "chaos-test.quorum"  # declared by the fixture: this stack runs no app to declare one
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,19 @@ def stack():
             code, out = s.exec(node, ["rabbitmqctl", "eval", "net_kernel:set_net_ticktime(8, 0)."],
                                user="rabbitmq", timeout=30)
             assert code == 0, out
+        declare_quorum_queue(s, QUEUE)
         yield s
+
+
+def declare_quorum_queue(stack, name: str) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(stack.amqp_url()))
+    try:
+        connection.channel().queue_declare(name, durable=True, arguments={
+            "x-queue-type": "quorum", "x-quorum-initial-group-size": len(stack.topology.names("rabbitmq"))})
+    finally:
+        connection.close()
 
 
 def make(stack, name, targets=(), **params):

@@ -7,17 +7,19 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from stack import cleanup
 from stack.docker_api import docker_client
 from stack.stack import Stack
+from tests.child_lines import wait_for_line
 
 pytestmark = pytest.mark.chaos
 
-UP_SCRIPT = "from stack.stack import Stack; Stack('small', with_services=False).up(); input()"
+# The child shows its progress on stderr as the CLI does (the harness logger, see harness.progress).
+UP_SCRIPT = ("from harness.progress import show_progress; show_progress(); from stack.stack import Stack; "
+             "Stack('small', with_services=False).up(); input()")
 
 
 def namespace_resources(ns: str) -> tuple[list, list]:
@@ -31,14 +33,9 @@ def start_and_kill_midway(ns: str) -> None:
     env = dict(os.environ, CHAOS_NAMESPACE=ns, CHAOS_REAPER="0")  # these tests are about the next up and clean
     child = subprocess.Popen([sys.executable, "-c", UP_SCRIPT], env=env, stdin=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
     try:
-        for line in child.stderr:
-            if line.startswith("[stack] started"):
-                break
-            assert time.monotonic() < deadline, "the child never started a container"
-        else:
-            pytest.fail(f"the child ended before starting a container (exit {child.wait()})")
+        wait_for_line(child.stderr, lambda line: line.startswith("[stack] started"), 300,
+                      "saying it started a container", child)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)

@@ -23,6 +23,7 @@ from faults.toxiproxy.client import ToxiproxyClient
 from harness.errors import HarnessError
 from stack import cleanup
 from stack.topology import PROXY_API_PORT
+from tests.child_lines import wait_for_line
 from tests.integration.test_kill_and_clean import namespace_resources
 
 pytestmark = pytest.mark.chaos
@@ -40,7 +41,8 @@ CHILD_TEST = textwrap.dedent('''
                                       "params": {"latency": 50}, "duration": 500}]))
 ''')
 
-LIVE_OWNER = "from stack.stack import Stack; Stack('small', with_services=False).up(); input()"
+LIVE_OWNER = ("from harness.progress import show_progress; show_progress(); from stack.stack import Stack; "
+              "Stack('small', with_services=False).up(); input()")
 REAP_WITHIN_S = 30.0
 
 
@@ -90,13 +92,8 @@ def test_a_sigkilled_session_is_reaped_within_30s(tmp_path, monkeypatch):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     child = None
     try:
-        deadline = time.monotonic() + 300
-        for line in live.stderr:  # its stack fully up before the child starts: no race on the cores
-            if "topology up" in line:
-                break
-            assert time.monotonic() < deadline, "the live owner's stack did not come up"
-        else:
-            pytest.fail(f"the live owner ended before its stack was up (exit {live.wait()})")
+        # its stack fully up before the child starts: no race on the cores
+        wait_for_line(live.stderr, lambda line: "topology up" in line, 300, "saying its stack is up", live)
         live_run = runs_of(ns)
         assert len(live_run) == 1
         with open(tmp_path / "child.log", "w") as log:
