@@ -74,7 +74,7 @@ def probe(page: Path, work: Path) -> tuple[dict, subprocess.CompletedProcess]:
     probed = work / "probe.html"
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
                       encoding="utf-8")
-    result = browse("--dump-dom", f"--window-size={WINDOW}", probed.as_uri(), profile=work / "profile")
+    result = browse("--dump-dom", f"--window-size={WINDOW}", probed.resolve().as_uri(), profile=work / "profile")
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r"<pre id=\"probe\">(.*?)</pre>", result.stdout, re.S)
     assert found and found.group(1), "the probe found no plot drawn"
@@ -83,7 +83,7 @@ def probe(page: Path, work: Path) -> tuple[dict, subprocess.CompletedProcess]:
 
 def screenshot(page: Path, shot: Path, profile: Path) -> subprocess.CompletedProcess:
     """A full-length PNG of `page`; the run's console is in the result's stderr (see `console`)."""
-    result = browse(f"--screenshot={shot}", f"--window-size={WINDOW}", page.as_uri(), profile=profile)
+    result = browse(f"--screenshot={shot.resolve()}", f"--window-size={WINDOW}", page.resolve().as_uri(), profile=profile)
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.stat().st_size > 10_000, shot     # a blank page compresses to far less
     return result
