@@ -41,9 +41,20 @@ def cmd_images(args) -> int:
             print(f"{key:10} {name}")
         return 0
     started = time.monotonic()
-    names = ensure_images(docker_client(), force=args.force)
+    topology = None
+    if args.stack:  # read before anything is built: a bad file costs nothing
+        from stack.topology import RunParams, build_topology
+        from stack.images import ensure_own_images
+
+        topology = build_topology(args.stack, RunParams(run_id="images", cookie="images"))
+    client = docker_client()
+    names = ensure_images(client, force=args.force)
     for key, name in names.items():
         print(f"{key:10} {name}")
+    if topology is not None:
+        ensure_own_images(client, topology.nodes, names["base"], force=args.force)
+        for name in sorted({n.image for n in topology.nodes if n.build is not None}):
+            print(f"{'built':10} {name}")
     say(f"[images] ready in {time.monotonic() - started:.1f}s")
     return 0
 
@@ -210,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     images = sub.add_parser("images", help="build or list the stack's images (cached by input hash)")
     images.add_argument("action", choices=["build", "list"])
     images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    images.add_argument("--stack", metavar="FILE", help="also build the images this stack file's services "
+                        "declare with build: (a shipped name, default or small, or a path)")
     images.set_defaults(func=cmd_images)
 
     up = sub.add_parser("up", help="bring a stack up and leave it running (until `down`)")

@@ -11,6 +11,7 @@ import fnmatch
 import hashlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from typing import Iterable
 
 from harness.errors import HarnessError
 from harness.progress import say
+from stack.topology import OwnBuild
 from stack.build_output import (DebootstrapOutput, DockerBuildOutput, PipOutput, Progress, StepOutput,
                                 run_told, telling)
 
@@ -34,18 +36,27 @@ SUITE = os.environ.get("CHAOS_DEBIAN_SUITE", "bookworm")
 BASE_PACKAGES = ("python3", "tini", "iproute2", "iptables", "ca-certificates", "procps", "netbase")
 # Bump when the recipe below changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
-SERVICE_KEYS = ("rabbitmq", "zookeeper", "redis", "services")
+SERVICE_KEYS = ("rabbitmq", "zookeeper", "redis", "proxy", "provider")
 IMAGE_KEYS = ("base",) + SERVICE_KEYS
-APP_PACKAGES = ("harness", "faults", "stack")
-# Left out of the services image and of its hash: caches, the compiled history scanner (its Rust
-# sources, its 70 MB cargo target and the host-built module: the services never check a history),
-# and the image recipes themselves (hashed per image).
-APP_IGNORED = ("__pycache__", "*.pyc", "*.so", "*.egg-info", "native", "images")
+# The harness's own code an image carries, by image key (paths from the project root): the proxy runs
+# faults.toxiproxy alone and the recording provider stack.provider alone, so a change elsewhere in the
+# harness rebuilds neither. An app's images come from its stack file's `build:` (see OwnBuild).
+APP_FILES = {"proxy": ("faults/__init__.py", "faults/toxiproxy"),
+             "provider": ("stack/__init__.py", "stack/provider")}
+# Never copied into an image nor hashed: caches and build leftovers.
+APP_IGNORED = ("__pycache__", "*.pyc", "*.so", "*.egg-info", ".git")
 
 
 def _app_file(path: Path, root: Path) -> bool:
     return path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
                                       for pattern in APP_IGNORED)
+
+
+def _files(root: Path) -> list[Path]:
+    """A file, or every file under a folder, minus APP_IGNORED, in a stable order."""
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if _app_file(p, root))
 
 
 def cache_dir() -> Path:
@@ -137,11 +148,28 @@ def service_inputs_hash(key: str, base_name: str) -> str:
     h = hashlib.sha256()
     h.update(f"{RECIPE_VERSION}|{base_name}|".encode())
     _hash_files(h, IMAGES_DIR / key, IMAGES_DIR)
-    if key == "services":
-        for package in APP_PACKAGES:
-            for path in sorted(p for p in (PROJECT_ROOT / package).rglob("*") if _app_file(p, PROJECT_ROOT)):
-                _hash_file(h, path, PROJECT_ROOT)
+    for part in APP_FILES.get(key, ()):
+        for path in _files(PROJECT_ROOT / part):
+            _hash_file(h, path, PROJECT_ROOT)
     return h.hexdigest()[:12]
+
+
+def base_image_name() -> str:
+    return override_for("base") or f"{REPOSITORY}/base:{base_inputs_hash()}"
+
+
+def own_image_name(build: OwnBuild, base_name: str | None = None) -> str:
+    """The tag of an app image built from a stack file's `build:`: named after its context folder and
+    hashed over everything the build reads (the context's files, the Dockerfile, the build args, the
+    x-site requirements and the base image), so it is rebuilt exactly when one of those changes."""
+    h = hashlib.sha256()
+    h.update(f"{RECIPE_VERSION}|own|{base_name or base_image_name()}|{build.dockerfile}|{sorted(build.args)}|"
+             f"{build.site}|".encode())
+    context = Path(build.context)
+    for path in _files(context):
+        _hash_file(h, path, context)
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", context.name.lower()).strip("-.") or "app"
+    return f"{REPOSITORY}/own-{slug}:{h.hexdigest()[:12]}"
 
 
 def override_for(key: str) -> str | None:
@@ -159,7 +187,7 @@ class ImagePlan:
 def plan_images() -> ImagePlan:
     names: dict[str, str] = {}
     ours: set[str] = set()
-    base = override_for("base") or f"{REPOSITORY}/base:{base_inputs_hash()}"
+    base = base_image_name()
     names["base"] = base
     if not override_for("base"):
         ours.add("base")
@@ -239,63 +267,101 @@ def _platform_tags() -> list[str]:
     return [f"manylinux_2_{v}_{machine}" for v in (36, 34, 31, 28, 27, 24, 17)] + [f"manylinux2014_{machine}"]
 
 
-def _site_packages(progress: Progress) -> Path:
-    """Wheels for the services image, installed for Debian's python 3.11 into a cached folder."""
-    requirements = IMAGES_DIR / "services" / "requirements.txt"
+def _site_packages(requirements: Path, progress: Progress) -> Path:
+    """A requirements file installed on the host for Debian's python 3.11 into a cached folder (copied
+    into an image as site/: the build itself needs no network, and no pip in the image)."""
     digest = hashlib.sha256(requirements.read_bytes() + platform.machine().encode()).hexdigest()[:12]
     site = cache_dir() / f"site-{digest}"
     if site.is_dir() and (site / ".complete").exists():
         return site
     shutil.rmtree(site, ignore_errors=True)
-    progress("[images] pip: fetching wheels for the services image ...")
+    progress(f"[images] pip: fetching wheels for {requirements} ...")
     cmd = [sys.executable, "-m", "pip", "install", "--progress-bar=off", "--target", str(site),
            "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
            "--no-compile", "-r", str(requirements)]
     for tag in _platform_tags():
         cmd += ["--platform", tag]
     # Unbuffered, so that pip's lines come through the pipe as it writes them.
-    run_told(cmd, "download the services' wheels from PyPI", PipOutput("[images] pip"), progress,
+    run_told(cmd, f"install {requirements.name}'s wheels from PyPI", PipOutput("[images] pip"), progress,
              env={"PYTHONUNBUFFERED": "1"})
     (site / ".complete").write_text("ok\n")
     return site
 
 
-def _services_context(dest: Path, progress: Progress) -> None:
-    shutil.copy(IMAGES_DIR / "services" / "Dockerfile", dest / "Dockerfile")
-    shutil.copytree(_site_packages(progress), dest / "site",
-                    ignore=shutil.ignore_patterns(".complete", "__pycache__"))
-    app = dest / "app"
-    for package in APP_PACKAGES:
-        shutil.copytree(PROJECT_ROOT / package, app / package, ignore=shutil.ignore_patterns(*APP_IGNORED))
+def _service_context(key: str, dest: Path, progress: Progress) -> None:
+    shutil.copytree(IMAGES_DIR / key, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("requirements.txt"))
+    requirements = IMAGES_DIR / key / "requirements.txt"
+    if requirements.is_file():
+        shutil.copytree(_site_packages(requirements, progress), dest / "site",
+                        ignore=shutil.ignore_patterns(".complete", "__pycache__"))
+    for part in APP_FILES.get(key, ()):
+        for path in _files(PROJECT_ROOT / part):
+            target = dest / "app" / path.relative_to(PROJECT_ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+
+
+def _docker_build(client, ctx: Path, name: str, label: str, buildargs: dict[str, str], progress: Progress,
+                  dockerfile: str = "Dockerfile") -> None:
+    import docker.errors
+
+    progress(f"[images] docker build {name}")
+    started = time.monotonic()
+    log: list[str] = []
+    try:
+        with telling(DockerBuildOutput(f"[images]   {label}"), progress) as take:
+            for chunk in client.api.build(path=str(ctx), dockerfile=dockerfile, tag=name, buildargs=buildargs,
+                                          network_mode="host", rm=True, forcerm=True, decode=True,
+                                          labels={"chaos-harness.image": label}):
+                if "error" in chunk:
+                    raise HarnessError(f"docker build of {name} failed: {chunk['error'].strip()}",
+                                       detail="\n".join(log[-25:]))
+                for text in chunk.get("stream", "").splitlines():
+                    if text.strip():
+                        log.append(text.rstrip())
+                        take(text)
+    except docker.errors.APIError as exc:
+        raise HarnessError(f"docker build of {name} failed: {exc.explanation or exc}") from None
+    progress(f"[images] built {name} in {time.monotonic() - started:.0f}s")
 
 
 def build_service(client, key: str, name: str, base: str, progress: Progress) -> None:
-    import docker.errors
-
     with tempfile.TemporaryDirectory(prefix=f"ctx-{key}-", dir=cache_dir()) as tmp:
-        ctx = Path(tmp)
-        if key == "services":
-            _services_context(ctx, progress)
+        _service_context(key, Path(tmp), progress)
+        _docker_build(client, Path(tmp), name, key, {"BASE": base}, progress)
+
+
+def build_own(client, build: OwnBuild, name: str, base: str, progress: Progress) -> None:
+    """Build a stack file's `build:` as Compose would, with BASE set to the harness's base image and,
+    for x-site, the requirements installed on the host into the context's site/ folder."""
+    context = Path(build.context)
+    with tempfile.TemporaryDirectory(prefix="ctx-own-", dir=cache_dir()) as tmp:
+        ctx = Path(tmp) / "context"
+        shutil.copytree(context, ctx, ignore=shutil.ignore_patterns(*APP_IGNORED))
+        if build.site:
+            shutil.copytree(_site_packages(context / build.site, progress), ctx / "site",
+                            ignore=shutil.ignore_patterns(".complete", "__pycache__"))
+        _docker_build(client, ctx, name, f"own-{context.name}", {"BASE": base, **dict(build.args)}, progress,
+                      dockerfile=build.dockerfile)
+
+
+def ensure_own_images(client, nodes, base: str, progress: Progress = say, force: bool = False) -> None:
+    """Build the images the stack's nodes name by `build:` that are not here yet (each once)."""
+    done: set[str] = set()
+    for node in nodes:
+        build = getattr(node, "build", None)
+        if build is None or node.image in done:
+            continue
+        done.add(node.image)
+        if not force and image_exists(client, node.image):
+            progress(f"[images] {node.image} is built (cached)")
         else:
-            shutil.copytree(IMAGES_DIR / key, ctx, dirs_exist_ok=True)
-        progress(f"[images] docker build {name}")
-        started = time.monotonic()
-        log: list[str] = []
-        try:
-            with telling(DockerBuildOutput(f"[images]   {key}"), progress) as take:
-                for chunk in client.api.build(path=str(ctx), tag=name, buildargs={"BASE": base},
-                                              network_mode="host", rm=True, forcerm=True, decode=True,
-                                              labels={"chaos-harness.image": key}):
-                    if "error" in chunk:
-                        raise HarnessError(f"docker build of {name} failed: {chunk['error'].strip()}",
-                                           detail="\n".join(log[-25:]))
-                    for text in chunk.get("stream", "").splitlines():
-                        if text.strip():
-                            log.append(text.rstrip())
-                            take(text)
-        except docker.errors.APIError as exc:
-            raise HarnessError(f"docker build of {name} failed: {exc.explanation or exc}") from None
-        progress(f"[images] built {name} in {time.monotonic() - started:.0f}s")
+            build_own(client, build, node.image, base, progress)
+            repo = node.image.rsplit(":", 1)[0]
+            prune_stale(client, repo.split("/", 1)[1], node.image)
+        if build.tag:
+            repo, _, tag = build.tag.rpartition(":") if ":" in build.tag.split("/")[-1] else (build.tag, "", "latest")
+            client.api.tag(node.image, repo, tag)
 
 
 def prune_stale(client, key: str, keep: str, older_than_s: float = 1800.0) -> None:

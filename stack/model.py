@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from stack.app import parse_app
-from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, ProxyLink, RunParams,
+from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, OwnBuild, ProxyLink, RunParams,
                             Readiness, Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
 
@@ -33,8 +33,9 @@ SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_POR
 TOP_KEYS = ("name", "services")
 CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset")
 INFRA_KEYS = ("x-kind", "deploy")
-SERVICE_KEYS = ("image", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
+SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
                 "x-role")
+BUILD_KEYS = ("context", "dockerfile", "args", "x-site")
 HEALTH_KEYS = ("test", "x-http", "x-tcp", "x-log", "x-port", "x-deadline", "timeout", "interval", "retries",
                "start_period")
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -129,8 +130,9 @@ def parse_stack(text: str, source: str, params: RunParams) -> Topology:
     services = _services(data.get("services"), located)
     chaos = data.get("x-chaos", {})
     links = _links(chaos, services, located)
-    nodes = _nodes(services, params, links, located)
-    app = parse_app(chaos, services, located, os.path.dirname(os.path.abspath(source)))
+    here = os.path.dirname(os.path.abspath(source))
+    nodes = _nodes(services, params, links, located, here)
+    app = parse_app(chaos, services, located, here)
     if not params.with_services:
         app = None  # the infrastructure alone: no client, provider or app steps to run
     return Topology(name=name, nodes=tuple(nodes), links=links, app=app)
@@ -231,7 +233,7 @@ def _ports(service: _Service, located: Located) -> tuple[int, ...]:
 
 
 def _nodes(services: dict[str, _Service], params: RunParams, links: tuple[ProxyLink, ...],
-           located: Located) -> list[NodeSpec]:
+           located: Located, here: str) -> list[NodeSpec]:
     by_kind = {kind: [s for s in services.values() if s.kind == kind] for kind in INFRA_KINDS}
     redis_nodes = [n for s in by_kind["redis"] for n in s.nodes]
     nodes: list[NodeSpec] = []
@@ -251,18 +253,26 @@ def _nodes(services: dict[str, _Service], params: RunParams, links: tuple[ProxyL
         elif service.kind == "proxy":
             nodes.append(proxy_node())
         elif params.with_services:
-            nodes += _own_service(service, services, links, located)
+            nodes += _own_service(service, services, links, located, here)
     _check_start_order(nodes, located)
     return nodes
 
 
 def _own_service(service: _Service, services: dict[str, _Service], links: tuple[ProxyLink, ...],
-                 located: Located) -> list[NodeSpec]:
+                 located: Located, here: str) -> list[NodeSpec]:
     path = ("services", service.name)
     data = service.data
     image = data.get("image")
-    if not isinstance(image, str) or not image:
-        raise located.error(path + ("image",), "a service needs an image")
+    build = _build(service, located, here)
+    if build is None and (not isinstance(image, str) or not image):
+        raise located.error(path + ("image",), "a service needs an image, or a build")
+    if build is not None:
+        if image is not None and (not isinstance(image, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._/:-]*", image)):
+            raise located.error(path + ("image",), f"an image name to tag the build with, not {image!r}")
+        from stack.images import own_image_name
+
+        build = OwnBuild(build.context, build.dockerfile, build.args, build.site, tag=image)
+        image = own_image_name(build)
     command = data.get("command")
     if isinstance(command, str):
         command = tuple(shlex.split(command))
@@ -286,8 +296,49 @@ def _own_service(service: _Service, services: dict[str, _Service], links: tuple[
         # A variable whose templates resolve to nothing is left out (routes when the proxy is bypassed).
         rendered = {k: v for k, v in rendered.items() if v or not TEMPLATE.search(env[k])}
         out.append(NodeSpec(name=node, role=role, image=image, command=command, env=rendered,
-                            publish=_ports(service, located), mem_limit=mem, start_after=after, ready=ready))
+                            publish=_ports(service, located), mem_limit=mem, start_after=after, ready=ready,
+                            build=build))
     return out
+
+
+def _build(service: _Service, located: Located, here: str) -> OwnBuild | None:
+    """Compose's `build`: a context folder (relative to the stack file), or {context, dockerfile, args},
+    plus the harness's `x-site` (a requirements file in the context, installed on the host)."""
+    path = ("services", service.name, "build")
+    raw = service.data.get("build")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"context": raw}
+    if not isinstance(raw, dict):
+        raise located.error(path, "a context folder, or a mapping with context, dockerfile, args, x-site")
+    for key in raw:
+        if key not in BUILD_KEYS:
+            raise located.error(path + (key,), f"not read (known: {', '.join(BUILD_KEYS)})")
+    context = raw.get("context", ".")
+    if not isinstance(context, str) or not context:
+        raise located.error(path + ("context",), "a folder, relative to the stack file")
+    folder = Path(here, context).resolve()
+    if not folder.is_dir():
+        raise located.error(path + ("context",), f"no folder {folder}")
+    dockerfile = raw.get("dockerfile", "Dockerfile")
+    if not isinstance(dockerfile, str) or not (folder / dockerfile).is_file():
+        raise located.error(path + ("dockerfile",) if "dockerfile" in raw else path,
+                            f"no Dockerfile {folder / str(dockerfile)}")
+    args = raw.get("args", {})
+    if isinstance(args, list) and all(isinstance(a, str) and "=" in a for a in args):
+        args = dict(a.split("=", 1) for a in args)
+    if not isinstance(args, dict) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                             for v in args.values()):
+        raise located.error(path + ("args",), "a mapping of build args to strings, or a list of KEY=value")
+    if "BASE" in args:
+        raise located.error(path + ("args", "BASE"), "BASE is the harness's base image; name the arg otherwise")
+    site = raw.get("x-site")
+    if site is not None and (not isinstance(site, str) or not (folder / site).is_file()):
+        raise located.error(path + ("x-site",), f"a requirements file in the context, not {site!r}")
+    if site is not None and (folder / "site").exists():
+        raise located.error(path + ("x-site",), f"x-site fills the context's site/ folder, but {folder / 'site'} exists")
+    return OwnBuild(str(folder), dockerfile, tuple(sorted((str(k), str(v)) for k, v in args.items())), site)
 
 
 def _duration(value: Any) -> float | None:

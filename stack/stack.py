@@ -23,7 +23,7 @@ from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
 from stack.appsteps import run_steps
 from stack.docker_api import docker_client
-from stack.images import ensure_images
+from stack.images import ensure_images, ensure_own_images
 from stack.kinds import kind_of
 from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_file_of
@@ -105,6 +105,7 @@ class Stack:
             reaper.watch_this_process()  # removes this run within seconds if this process is killed
         self.images = ensure_images(client, self.progress)
         self._check_own_images()
+        ensure_own_images(client, self.topology.nodes, self.images["base"], self.progress)
         try:
             self.network = client.networks.create(
                 self.network_name, driver="bridge", check_duplicate=True,
@@ -152,7 +153,7 @@ class Stack:
         from stack.images import image_exists
 
         for node in self.topology.nodes:
-            if node.image not in self.images and not image_exists(self.client, node.image):
+            if node.build is None and node.image not in self.images and not image_exists(self.client, node.image):
                 raise HarnessError(f"{node.name}: image {node.image!r} is not present locally and no registry "
                                    "is reachable to pull it (build or `docker load` it first)")
 

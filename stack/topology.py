@@ -50,12 +50,26 @@ class Readiness:
 
 
 @dataclass(frozen=True)
+class OwnBuild:
+    """A stack file's `build:` (Compose's keys): the image is built from `context` (an absolute folder)
+    with `dockerfile` in it and `args` as build args, plus BASE, the harness's base image. `site` is the
+    harness's `x-site`: a requirements file in the context, installed on the host into its site/ folder.
+    `tag` is the service's `image:` when it gives one: the built image gets that name too."""
+
+    context: str
+    dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()
+    site: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One container: like `docker run --name <run>-<name> --hostname <name> <image> <command>`."""
 
     name: str
     role: str
-    image: str  # an image key from stack.images (rabbitmq, zookeeper, redis, services)
+    image: str  # an image key of stack.images (rabbitmq, zookeeper, redis, proxy, provider) or a name
     command: tuple[str, ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     files: tuple[ConfigFile, ...] = ()
@@ -66,6 +80,7 @@ class NodeSpec:
     ready_before: tuple[str, ...] = ()  # nodes that must answer their readiness probe first
     cap_add: tuple[str, ...] = ()
     ready: Readiness | None = None  # app services only; None: ready once its container runs
+    build: OwnBuild | None = None  # built from the stack file's `build:` (image is then its hashed tag)
 
 
 @dataclass(frozen=True)
@@ -229,7 +244,7 @@ def sentinel_node(name: str, primary: str, quorum: int, redis_nodes: list[str]) 
 
 def proxy_node(seed: int = 0) -> NodeSpec:
     return NodeSpec(
-        name="proxy", role="proxy", image="services",
+        name="proxy", role="proxy", image="proxy",
         command=("python3", "-m", "faults.toxiproxy.server", "--host", "0.0.0.0",
                  "--port", str(PROXY_API_PORT), "--seed", str(seed)),
         publish=(PROXY_API_PORT,),

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 
-from stack.topology import (AMQP_PORT, HTTP_PORT, PROXY_PORT_BASE, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec,
+from stack.images import own_image_name
+from stack.model import STACKS_DIR
+from stack.topology import (OwnBuild, AMQP_PORT, HTTP_PORT, PROXY_PORT_BASE, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec,
                             ProxyLink, Readiness, RunParams, Topology, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
 
-IMAGE = "services"
+# The reference app is built from its folder beside the shipped stack files; the sink runs from the
+# harness's provider image.
+APP_BUILD = OwnBuild(str(STACKS_DIR / "dispatch"), site="requirements.txt")
 WORKERS = {"default": 2, "small": 1}
 
 
@@ -36,10 +40,14 @@ def group_env(topology: Topology, group: str, direct: bool) -> dict[str, str]:
 
 def _service(name: str, role: str, module: str, env: dict[str, str], mem: str,
              publish: tuple[int, ...] = (), start_after: tuple[str, ...] = ()) -> NodeSpec:
-    return NodeSpec(name=name, role=role, image=IMAGE, command=("python3", "-m", f"stack.services.{module}"),
+    if module == "sink":
+        image, build, command = "provider", None, ("python3", "-m", "stack.provider.sink")
+    else:
+        image, build, command = own_image_name(APP_BUILD), APP_BUILD, ("python3", "-m", f"dispatch.{module}")
+    return NodeSpec(name=name, role=role, image=image, command=command,
                     env={"SERVICE_NAME": name, "HTTP_PORT": str(HTTP_PORT), **env},
                     publish=publish, mem_limit=mem, start_after=start_after,
-                    ready=Readiness("http", "/health", HTTP_PORT))
+                    ready=Readiness("http", "/health", HTTP_PORT), build=build)
 
 
 def service_nodes(topology: Topology, topology_name: str, direct: bool | None = None) -> list[NodeSpec]:

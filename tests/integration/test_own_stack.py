@@ -84,3 +84,55 @@ def test_own_services_are_ready_as_their_healthcheck_says(tmp_path, monkeypatch)
         Stack(str(never)).up()
     assert time.monotonic() - started < 60
     assert namespace_resources(ns) == ([], [])
+
+
+BUILT = """\
+name: built
+services:
+  greeter:
+    build: {context: greeter, args: {GREETING: hello-from-build}}
+    image: chaos-test/greeter:dev
+    command: [python3, /srv/serve.py]
+    ports: [9000]
+    healthcheck: {x-http: /, x-deadline: 30s}
+"""
+
+
+def test_a_service_is_built_from_its_stack_files_build(tmp_path, monkeypatch):
+    """Compose's `build:`: the context beside the stack file, FROM the harness's base through the BASE
+    arg (no registry), the file's own args, `image:` as an extra tag; the second run finds it cached."""
+    import docker
+
+    ns = "test-build-" + secrets.token_hex(3)
+    monkeypatch.setenv("CHAOS_NAMESPACE", ns)
+    context = tmp_path / "greeter"
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nARG GREETING\n"
+                                        "RUN echo \"$GREETING\" > /srv/greeting\nCOPY serve.py /srv/serve.py\n")
+    (context / "serve.py").write_text("import http.server, os\nos.chdir('/srv')\n"
+                                      "http.server.test(http.server.SimpleHTTPRequestHandler, port=9000)\n")
+    token = secrets.token_hex(4)  # a fresh build input, so this run builds for real
+    (context / "token.txt").write_text(token)
+    path = tmp_path / "built.yaml"
+    path.write_text(BUILT)
+    client = docker.from_env()
+    lines: list[str] = []
+    image = None
+    try:
+        with Stack(str(path), progress=lines.append) as stack:
+            image = stack.topology.node("greeter").image
+            assert any(f"built {image}" in line for line in lines), lines
+            code, out = stack.exec("greeter", ["cat", "/srv/greeting"])
+            assert (code, out.strip()) == (0, "hello-from-build")
+            assert client.images.get("chaos-test/greeter:dev").id == client.images.get(image).id
+        lines.clear()
+        with Stack(str(path), progress=lines.append):
+            assert any(f"{image} is built (cached)" in line for line in lines), lines
+        assert namespace_resources(ns) == ([], [])
+    finally:
+        for tag in ("chaos-test/greeter:dev", image):
+            if tag:
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.APIError:
+                    pass

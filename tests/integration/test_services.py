@@ -22,8 +22,10 @@ from harness.observer import DeliveryObserver
 from harness.verdict import check
 from harness.workload import Workload
 from stack import health
-from stack.services import broker
 from stack.stack import Stack
+from tests.reference_app import import_app
+
+broker = import_app("broker")
 
 pytestmark = pytest.mark.chaos
 
@@ -236,7 +238,7 @@ def test_replay_moves_parked_messages_back_and_they_are_delivered(stack, dispatc
         wait_until("20 messages parked in dispatch.dead", lambda: dispatch.queue_depth(broker.DEAD_QUEUE) >= 20, 60)
         assert not dispatch.delivered(prefix)
         dispatch.sink_control(fail_rate=0.0)
-        code, out = stack.exec("worker1", ["python3", "-m", "stack.services.replay"], timeout=60)
+        code, out = stack.exec("worker1", ["python3", "-m", "dispatch.replay"], timeout=60)
         assert code == 0 and json.loads(out.strip().splitlines()[-1])["replayed"] >= 20, out
         delivered = dispatch.wait_delivered(ids, 60, prefix)
     assert all(delivered[m] == 1 for m in ids), delivered

@@ -3,7 +3,7 @@ after an incident. Each message is re-published with confirms (attempt count res
 parked copy is acked, so a crash mid-way duplicates at worst (the workers de-duplicate) and never
 loses one.
 
-    python3 -m stack.services.replay [--limit N] [--amqp host:port[,host:port]]
+    python3 -m dispatch.replay [--limit N] [--amqp host:port[,host:port]]
 
 Prints one JSON line: {"replayed": n, "left": m}.
 """
@@ -18,8 +18,8 @@ import sys
 import pika
 import pika.exceptions
 
-from stack.services import broker
-from stack.services.common import addresses
+from dispatch import broker
+from dispatch.common import addresses
 
 
 def replay(amqp: list[tuple[str, int]], limit: int | None = None) -> dict[str, int]:
@@ -54,7 +54,7 @@ def replay(amqp: list[tuple[str, int]], limit: int | None = None) -> dict[str, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m stack.services.replay", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m dispatch.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="replay at most N messages")
     parser.add_argument("--amqp", default=os.environ.get("AMQP_ADDRS", ""),
                         help="host:port[,host:port] of the broker (default: $AMQP_ADDRS)")

@@ -24,8 +24,8 @@ import aiormq
 from aiohttp import web
 from aiormq import spec
 
-from stack.services import broker
-from stack.services.common import (CAMPAIGNS_PATH, ServiceEnv, load_env_or_exit, redis_sentinel,
+from dispatch import broker
+from dispatch.common import (CAMPAIGNS_PATH, ServiceEnv, load_env_or_exit, redis_sentinel,
                                    setup_logging)
 
 CHANNELS = ("sms", "email", "push")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from stack.services import switches
+from dispatch import switches
 
 REDIS_MASTER_NAME = "mymaster"
 CAMPAIGNS_PATH = "/dispatch/campaigns"

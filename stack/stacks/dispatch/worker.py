@@ -25,8 +25,8 @@ import pika
 import pika.exceptions
 import redis
 
-from stack.services import broker
-from stack.services.common import ServiceEnv, load_env_or_exit, redis_sentinel, serve_health, setup_logging
+from dispatch import broker
+from dispatch.common import ServiceEnv, load_env_or_exit, redis_sentinel, serve_health, setup_logging
 
 KEY_PREFIX = "dispatch:sent:"
 KEY_TTL_S = 24 * 3600

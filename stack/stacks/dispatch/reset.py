@@ -2,7 +2,7 @@
 `x-chaos.reset`): deletes the campaign state the services keep in ZooKeeper, so no campaign of one run
 is resumed in the next. Queues, Redis and the provider are reset by the harness's generic steps.
 
-    python3 -m stack.services.reset [PATH...]
+    python3 -m dispatch.reset [PATH...]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from stack.services.common import CAMPAIGNS_PATH, PROGRESS_PATH
+from dispatch.common import CAMPAIGNS_PATH, PROGRESS_PATH
 
 STATE_PATHS = (CAMPAIGNS_PATH, PROGRESS_PATH)
 

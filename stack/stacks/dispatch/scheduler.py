@@ -26,8 +26,8 @@ import pika.exceptions
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 
-from stack.services import broker
-from stack.services.common import (CAMPAIGNS_PATH, PROGRESS_PATH, ServiceEnv, load_env_or_exit,
+from dispatch import broker
+from dispatch.common import (CAMPAIGNS_PATH, PROGRESS_PATH, ServiceEnv, load_env_or_exit,
                                    serve_health, setup_logging)
 
 LEADER_PATH = "/dispatch/scheduler-leader"

@@ -43,7 +43,7 @@ def declare(url: str, replicas: int) -> None:
 
 
 def setup(ctx) -> None:
-    """The stack file's setup step (`python: stack.services.broker:setup`): declare once every broker
+    """The stack file's setup step (`python: dispatch.broker:setup`): declare once every broker
     node is online, with one quorum replica per node."""
     rabbits = ctx.nodes("rabbitmq")
     if rabbits:

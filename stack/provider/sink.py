@@ -1,4 +1,9 @@
-"""The provider sink: a fake SMS/email/push gateway and the run's ground truth.
+"""The recording provider: a fake SMS/email/push gateway and the run's ground truth.
+
+It is the harness's, not the app's: the observer reads it (`harness/observer.py`), and it runs from the
+`provider` image (base + aiohttp + this package), which a stack file names as `image: provider`:
+
+    python3 -m stack.provider.sink
 
 `POST /deliver {id, worker, attempt}` appends one JSON line per accepted delivery (duplicates too:
 the checkers must see them) and flushes it before answering 200; `GET /deliveries?offset=&limit=`
@@ -11,18 +16,19 @@ from __future__ import annotations
 import array
 import asyncio
 import json
+import logging
 import os
+import sys
 import random
 import time
 
 from aiohttp import web
 
-from stack.services.common import setup_logging
-
 LOG_PATH = os.environ.get("SINK_LOG", "/var/lib/chaos-sink/deliveries.jsonl")
 MAX_PAGE = 10000
 
-log = setup_logging("sink")
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s sink %(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("sink")
 
 
 class DeliveryLog:

@@ -1,0 +1,1 @@
+"""The recording provider the harness observes deliveries through (see sink.py)."""
