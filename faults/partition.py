@@ -133,12 +133,13 @@ def base_image(stack: "Stack") -> str:
     return stack.images["base"]
 
 
-def start_helper(ctx: FaultContext, node: str, chain: str):
-    """A NET_ADMIN container in `node`'s network namespace, kept until the partition heals."""
+def start_helper(ctx: FaultContext, node: str, chain: str, fault: str = "partition"):
+    """A NET_ADMIN container in `node`'s network namespace, kept until the fault heals; its iptables
+    chain is named by a label, so that `remove_helper` (and a sweep) can delete it."""
     stack = ctx.stack
     target = stack.container(node)
     labels = ctx.helper_labels()
-    labels.update({HELPER_FAULT_LABEL: "partition", HELPER_TARGET_LABEL: node, HELPER_CHAIN_LABEL: chain})
+    labels.update({HELPER_FAULT_LABEL: fault, HELPER_TARGET_LABEL: node, HELPER_CHAIN_LABEL: chain})
     return stack.client.containers.run(
         base_image(stack), ["sleep", "infinity"], detach=True, cap_add=["NET_ADMIN"],
         network_mode=f"container:{target.id}", labels=labels,

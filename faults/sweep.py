@@ -1,4 +1,5 @@
-"""Undo what dead fault runners left behind: partition helpers (and their iptables rules), proxy toxics.
+"""Undo what dead fault runners left behind: network helpers (and their iptables rules or qdiscs), proxy
+toxics, and the undo records of faults that change a node's settings (`faults.journal`).
 
 A runner that is SIGKILLed cannot heal. Its partition helpers carry `chaos-harness.fault-owner`
 (`<pid>-<start>` of the runner) and its toxics carry the same tag in their names
@@ -36,7 +37,7 @@ def sweep_helpers(client, progress: Progress | None = None, everything: bool = F
             problem = remove_helper(helper)
             removed.append(helper.name)
             if progress:
-                progress(f"[sweep] removed partition helper {helper.name}" + (f" ({problem})" if problem else ""))
+                progress(f"[sweep] removed {labels.get('chaos-harness.fault', 'partition')} helper {helper.name}" + (f" ({problem})" if problem else ""))
     return removed
 
 
@@ -74,4 +75,7 @@ def sweep_toxics(client, progress: Progress | None = None, everything: bool = Fa
 
 def sweep(client, progress: Progress | None = None, everything: bool = False) -> list[str]:
     """Everything a dead fault runner left in this namespace's runs; returns what was removed."""
-    return sweep_helpers(client, progress, everything) + sweep_toxics(client, progress, everything)
+    from faults.journal import sweep_records
+
+    return (sweep_helpers(client, progress, everything) + sweep_toxics(client, progress, everything)
+            + sweep_records(client, owner_alive, progress, everything))

@@ -1,0 +1,195 @@
+"""Resource, broker and DNS faults against the real "small" stack (infrastructure only): each one's
+effect is observed from outside as a client or the kernel sees it, then its heal, then the node as it
+was. And the undo records a dead runner leaves are applied by a sweep, those of live runners kept."""
+
+from __future__ import annotations
+
+import json
+
+import pika
+import pytest
+
+from faults import journal
+from faults.base import FaultContext, get_fault
+from harness.errors import HarnessError
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from stack.stack import Stack
+
+    with Stack("small", with_services=False) as s:
+        yield s
+
+
+def make(stack, name, targets=(), **params):
+    return get_fault(name)(FaultContext(stack, step=f"t-{name}", wait_timeout=60), list(targets), params)
+
+
+def channel(stack, **extra):
+    params = pika.URLParameters(stack.amqp_url())
+    for key, value in extra.items():
+        setattr(params, key, value)
+    connection = pika.BlockingConnection(params)
+    return connection, connection.channel()
+
+
+def depth(stack, queue: str) -> int:
+    connection, ch = channel(stack)
+    try:
+        return ch.queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+THROTTLED = ("python3 -c 'import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass'; "
+             "cat /sys/fs/cgroup/cpu/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpu.stat")
+
+
+def throttled_periods(stack, node: str) -> int:
+    """Busy for a second in the node, then its cgroup's count of throttled CFS periods so far."""
+    code, out = stack.exec(node, ["sh", "-c", THROTTLED], timeout=20)
+    assert code == 0, out
+    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("nr_throttled")))
+
+
+def quota(stack, node: str) -> int:
+    container = stack.container(node)
+    container.reload()
+    return container.attrs["HostConfig"]["CpuQuota"]
+
+
+def test_cpu_starve_throttles_the_node_and_heal_gives_the_cpu_back(stack):
+    before = throttled_periods(stack, "redis2")
+    fault = make(stack, "cpu-starve", ["redis2"], cpus=0.05)
+    effect = fault.inject()
+    try:
+        assert effect.facts["cpu_quota_us"] == {"redis2": 5000}
+        during = throttled_periods(stack, "redis2")
+        assert during - before >= 5, (before, during)  # a busy second hits the quota in most periods
+    finally:
+        fault.heal()
+    assert quota(stack, "redis2") in (0, -1)
+    after = throttled_periods(stack, "redis2")
+    assert throttled_periods(stack, "redis2") == after  # no quota: a busy second is never throttled
+
+
+def test_memory_pressure_charges_the_node_and_heal_frees_it(stack):
+    fault = make(stack, "memory-pressure", ["redis2"], mib=64)
+    effect = fault.inject()
+    try:
+        grew = effect.facts["usage_after_mib"]["redis2"] - effect.facts["usage_before_mib"]["redis2"]
+        assert grew >= 60, effect.facts
+    finally:
+        fault.heal()
+    from faults.memory_pressure import usage_mib
+
+    assert usage_mib(stack.container("redis2")) < effect.facts["usage_after_mib"]["redis2"] - 50
+    code, _ = stack.exec("redis2", ["test", "-e", fault.pidfile])
+    assert code != 0
+
+
+def test_a_memory_alarm_blocks_publishers_until_heal(stack):
+    fault = make(stack, "rabbitmq-alarm", ["rabbitmq"], resource="memory")
+    effect = fault.inject()
+    try:
+        assert effect.targets == ("rmq1",) and "absolute" in effect.facts["restore"]["rmq1"]
+        connection, ch = channel(stack, blocked_connection_timeout=3)
+        with pytest.raises(pika.exceptions.ConnectionBlockedTimeout):
+            ch.queue_declare("chaos-test.alarm")
+            for _ in range(50):  # the broker blocks the connection at its first publish
+                ch.basic_publish("", "chaos-test.alarm", b"x")
+                connection.process_data_events(time_limit=0.2)
+    finally:
+        fault.heal()
+    code, out = stack.exec("rmq1", ["rabbitmq-diagnostics", "-q", "check_local_alarms"], user="rabbitmq", timeout=30)
+    assert code == 0, out
+    connection, ch = channel(stack, blocked_connection_timeout=3)
+    ch.confirm_delivery()
+    ch.basic_publish("", "chaos-test.alarm", b"after")  # confirmed: raises if it were refused or blocked
+    ch.queue_delete("chaos-test.alarm")
+    connection.close()
+
+
+def test_a_drop_head_policy_discards_the_oldest_until_heal(stack):
+    queue = "chaos-test.policy"
+    connection, ch = channel(stack)
+    ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_purge(queue)
+    fault = make(stack, "broker-policy", queues=f"^{queue}$", max_length=5)
+    effect = fault.inject()
+    try:
+        assert effect.targets == (queue,) and effect.facts["definition"] == {"max-length": 5, "overflow": "drop-head"}
+        ch.confirm_delivery()
+        for i in range(20):
+            ch.basic_publish("", queue, str(i).encode())  # every publish is confirmed: the broker drops silently
+        assert depth(stack, queue) == 5
+        method, _, body = ch.basic_get(queue, auto_ack=True)
+        assert body == b"15"  # the head went: 0..14 are gone
+    finally:
+        fault.heal()
+    for i in range(20):
+        ch.basic_publish("", queue, b"later")
+    assert depth(stack, queue) == 24
+    ch.queue_delete(queue)
+    connection.close()
+
+
+def test_broker_policy_refuses_a_pattern_that_matches_no_queue(stack):
+    with pytest.raises(HarnessError, match="matches no queue"):
+        make(stack, "broker-policy", queues="^no-such-queue$", message_ttl=10).inject()
+
+
+def test_an_unbound_routing_key_returns_mandatory_publishes_until_heal(stack):
+    connection, ch = channel(stack)
+    ch.exchange_declare("chaos-test.x", "direct")
+    ch.queue_declare("chaos-test.unbind")
+    ch.queue_bind("chaos-test.unbind", "chaos-test.x", "go")
+    ch.confirm_delivery()
+    fault = make(stack, "amqp-unbind", exchange="chaos-test.x", queue="chaos-test.unbind", routing_key="go")
+    fault.inject()
+    try:
+        with pytest.raises(pika.exceptions.UnroutableError):
+            ch.basic_publish("chaos-test.x", "go", b"lost", mandatory=True)
+    finally:
+        fault.heal()
+    ch.basic_publish("chaos-test.x", "go", b"routed", mandatory=True)
+    assert depth(stack, "chaos-test.unbind") == 1
+    ch.queue_delete("chaos-test.unbind")
+    ch.exchange_delete("chaos-test.x")
+    connection.close()
+
+
+def test_dns_fail_stops_lookups_not_open_connections(stack):
+    fault = make(stack, "dns-fail", ["redis2"])
+    effect = fault.inject()
+    try:
+        assert effect.facts["probe_name"]
+        code, _ = stack.exec("redis2", ["getent", "hosts", "redis1"], timeout=8)
+        assert code != 0
+        # replication from redis1 keeps its open connection
+        code, out = stack.exec("redis2", ["redis-cli", "info", "replication"])
+        assert "master_link_status:up" in out, out
+    finally:
+        fault.heal()
+    code, out = stack.exec("redis2", ["getent", "hosts", "redis1"], timeout=8)
+    assert code == 0, out
+    assert not stack.client.containers.list(all=True, filters={"label": "chaos-harness.fault=dns-fail"})
+
+
+def test_a_sweep_applies_the_undo_records_of_dead_runners_only(stack):
+    from faults.sweep import sweep
+
+    ctx = FaultContext(stack, step="t-journal")
+    live = journal.record(ctx, "redis2", "cpu-starve", {"update": {"cpu_quota": -1}})
+    dead = journal.record(ctx, "redis1", "cpu-starve", {"update": {"cpu_quota": -1, "cpu_period": 100000}})
+    data = json.loads(dead.read_text())
+    data["owner"] = "1-0"  # pid 1 with another start time: a runner that is gone
+    dead.write_text(json.dumps(data))
+    stack.client.api.update_container(stack.container("redis1").id, cpu_quota=20000, cpu_period=100000)
+    swept = sweep(stack.client)
+    assert "cpu-starve on redis1" in swept and "cpu-starve on redis2" not in swept
+    assert quota(stack, "redis1") in (0, -1) and not dead.exists() and live.exists()
+    journal.done(live)
