@@ -146,6 +146,17 @@ def _possible_nodes(target: str, topo: Topology) -> tuple[set[str], bool]:
     return ({target} if target in {n.name for n in topo.nodes} else set()), True
 
 
+def possible_nodes(targets: list[str], topology: Topology) -> tuple[set[str], bool]:
+    """The nodes node targets may resolve to in `topology`, and whether exactly those (no live role, no
+    pick): what a fault's `check_targets` can judge before anything runs."""
+    found, exact = set(), True
+    for target in targets:
+        nodes, certain = _possible_nodes(target, topology)
+        found |= nodes
+        exact = exact and certain
+    return found, exact
+
+
 def _link_range(target: str, topo: Topology) -> tuple[int, int]:
     split = modes.split(target)
     if split is not None:
