@@ -19,6 +19,8 @@ Every fault of the registry is searched; what this module knows of a fault it as
   so that it rolls that deploy back instead of hitting nothing.
 Node targets for the others are single nodes and live roles, never a whole quorum role, the proxy or
 the sink (the sink records deliveries, the proxy carries every link): a short run must be able to heal.
+The long searches add target modes after them: `minority:<role>` of each role of three nodes or more,
+and `one:primaries`.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ def node_targets(topology, services_only: bool = False) -> list[str]:
     if topology.app and topology.names("rabbitmq"):
         live += [f"rabbitmq-queue-leader:{q}" for q in topology.app.queues]
     return nodes + live
+
+
+def mode_targets(topology) -> list[str]:
+    """Target modes, for the long searches: a minority of each role of three nodes or more (no quorum
+    lost), then one of the stack's primaries (Jepsen's `:minority` and `:primaries`)."""
+    from faults.roles import check_target
+
+    out = [f"minority:{r}" for r in group_targets(topology) if len(topology.names(r)) >= 3]
+    try:
+        check_target("one:primaries", "nodes", topology, "generated")
+    except HarnessError:
+        return out
+    return out + ["one:primaries"]
 
 
 def group_targets(topology, services_only: bool = False) -> list[str]:
@@ -154,6 +169,8 @@ def steps(draw, topology, faults: Iterable[str] | None = None, max_at: int = MAX
     at = draw(st.integers(0, max_at))
     services = fault.replaces_containers
     nodes = group_targets(topology, services) if fault.acts_on_groups else node_targets(topology, services)
+    if long_faults and not (fault.acts_on_groups or services):
+        nodes += mode_targets(topology)
     pool = {"links": link_targets(topology),
             "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
     target = pool[draw(st.integers(0, max(len(pool), 2) - 1)) % len(pool)]

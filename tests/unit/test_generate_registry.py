@@ -54,6 +54,23 @@ def test_nightly_schedules_draw_every_fault_and_validate_against_the_stack_file(
     assert max(lengths) > 3  # longer than the ci shape
 
 
+def test_the_nightly_search_targets_with_modes_too():
+    from harness.generate import mode_targets
+
+    assert mode_targets(topology("default")) == ["minority:rabbitmq", "minority:zookeeper", "minority:sentinel",
+                                                 "one:primaries"]
+    assert mode_targets(topology("small")) == ["one:primaries"]
+    targets = set()
+
+    @deterministic(300)
+    @given(NIGHTLY.schedules(topology("default"), ["kill", "pause"]))
+    def check(schedule):
+        targets.update(t for s in schedule.steps for t in s.targets)
+
+    check()
+    assert {"minority:rabbitmq", "one:primaries"} <= targets
+
+
 def test_ci_schedules_keep_to_short_faults():
     topo = topology("default")
     seen = set()
