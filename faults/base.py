@@ -168,6 +168,18 @@ class Fault:
     targets_kind: ClassVar[str] = "nodes"
     # Whether a schedule step of this fault must give targets (else the fault picks its own).
     needs_targets: ClassVar[bool] = True
+    # What generated schedules need to know (harness.generate), said by the fault rather than kept there:
+    # `short`: inject and heal fit a run of a few seconds (the ci profile draws only these);
+    # `acts_on_groups`: it acts on several nodes together or in turn (a partition, a rolling restart), so
+    # its generated targets are roles of several nodes, not single nodes;
+    # `follows`: faults it acts after, on the same targets (a rollback undoes a deploy);
+    # `replaces_containers`: it starts new containers, whose disks start empty (the stack keeps no
+    # volumes), so generated schedules aim it only at app services: on a broker, a ZooKeeper or a Redis
+    # node it would wipe the node's data, the harness's doing and not a fault of the system.
+    short: ClassVar[bool] = True
+    acts_on_groups: ClassVar[bool] = False
+    follows: ClassVar[tuple[str, ...]] = ()
+    replaces_containers: ClassVar[bool] = False
 
     def __init__(self, ctx: FaultContext, targets: list[str], params: dict[str, Any]) -> None:
         self.ctx = ctx
@@ -209,6 +221,11 @@ class Fault:
     def check_topology(cls, params: dict[str, Any], topology: Any, where: str) -> None:
         """Refuse, in one line, parameters this topology cannot serve (schedule validation asks, before
         anything starts; override where needed)."""
+
+    @classmethod
+    def check_targets(cls, targets: list[str], params: dict[str, Any], topology: Any, where: str) -> None:
+        """Refuse, in one line, parameters these targets cannot serve (e.g. a grouping that needs more
+        nodes than the targets have); asked after `check_topology`, override where needed."""
 
     # ---------------------------------------------------------------- the two verbs
     def inject(self) -> Effect:

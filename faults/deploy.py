@@ -35,6 +35,8 @@ def redeploy(ctx, node: str, env: dict[str, str], grace: int) -> dict:
 class _Deploying(NodeFault):
     """Shared by deploy and rolling-deploy: push the current override, redeploy, pop on rollback."""
 
+    replaces_containers = True
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.done: list[tuple[str, int]] = []  # (node, depth of our entry in ctx.deploys[node])
@@ -83,6 +85,7 @@ class _Deploying(NodeFault):
 @register
 class Deploy(_Deploying):
     name = "deploy"
+    short = False  # a new container that must serve, and another one at heal
     summary = "redeploy the targets with an env override (CHAOS_SWITCHES); heal rolls back to the previous env"
     params = (SWITCHES, ENV, GRACE)
 
@@ -95,6 +98,8 @@ class Deploy(_Deploying):
 @register
 class RollingDeploy(_Deploying):
     name = "rolling-deploy"
+    short = False
+    acts_on_groups = True
     summary = "deploy the override to each target in turn (each healthy first, then `gap` s); heal rolls back"
     params = (SWITCHES, ENV, Param("gap", float, 5.0, help="seconds between nodes", unit="s", bounds=(0, 600)), GRACE)
 
@@ -112,6 +117,9 @@ class RollingDeploy(_Deploying):
 @register
 class Rollback(NodeFault):
     name = "rollback"
+    short = False
+    follows = ("deploy", "rolling-deploy")
+    replaces_containers = True
     summary = "roll the targets back to the env they had before their last deploy (now, not at heal)"
     params = (GRACE,)
 

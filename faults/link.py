@@ -58,11 +58,16 @@ class LinkFault(Fault):
         self.links: list[str] = []
 
     def resolve(self) -> list[str]:
+        self.picks: list = []  # what target modes picked (faults.modes.Pick), recorded with the effect
         links = [l.name for l in resolve_links(self.ctx.stack, self.targets, seed=f"{self.ctx.stack.seed}:"
-                                                                                  f"{self.ctx.step}")]
+                                               f"{self.ctx.step}", picks=self.picks)]
         if not links:
             raise NoTarget(f"targets {self.targets} matched no proxied link")
         return links
+
+    def picked(self) -> dict[str, Any]:
+        picks = getattr(self, "picks", None)
+        return {"picks": [p.to_data() for p in picks]} if picks else {}
 
     def streams(self) -> list[str]:
         d = self.p["direction"]
@@ -87,7 +92,7 @@ class LinkFault(Fault):
         if missing:
             raise HarnessError(f"{self.name}: proxy does not list toxics {missing}")
         return Effect(tuple(links), {"toxic": self.toxic_type, "streams": self.streams(),
-                                     "attributes": self.toxic_attributes()})
+                                     "attributes": self.toxic_attributes(), **self.picked()})
 
     def heal(self) -> Effect:
         with proxy_client(self.ctx.stack) as client:
@@ -156,7 +161,7 @@ class LinkDown(LinkFault):
             for link in self.links:
                 client.set_enabled(link, False)
             disabled = [l for l in self.links if not client.get_proxy(l)["enabled"]]
-        return Effect(tuple(self.links), {"disabled": disabled})
+        return Effect(tuple(self.links), {"disabled": disabled, **self.picked()})
 
     def heal(self) -> Effect:
         with proxy_client(self.ctx.stack) as client:

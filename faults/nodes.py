@@ -83,15 +83,19 @@ class NodeFault(Fault):
     targets_kind = "nodes"
 
     def resolve(self) -> list[str]:
-        nodes = resolve_nodes(self.ctx.stack, self.targets, seed=_seed(self.ctx))
+        self.picks: list = []  # what target modes picked (faults.modes.Pick), recorded with the effect
+        nodes = resolve_nodes(self.ctx.stack, self.targets, seed=_seed(self.ctx), picks=self.picks)
         if not nodes:
-            raise NoTarget(f"targets {self.targets} matched no node")
+            raise NoTarget(f"targets {self.targets} matched no node"
+                           + (f" (picked {[p.to_data() for p in self.picks]})" if self.picks else ""))
         return nodes
 
     def effect(self, nodes: list[str], **facts) -> Effect:
         stack = self.ctx.stack
         roles = {n: stack.topology.node(n).role for n in nodes}
-        return Effect(tuple(nodes), {"roles": roles, **facts})
+        picks = getattr(self, "picks", None)
+        return Effect(tuple(nodes), {"roles": roles, **facts, **({"picks": [p.to_data() for p in picks]}
+                                                                 if picks else {})})
 
 
 def _seed(ctx) -> str:

@@ -186,6 +186,22 @@ class Partition(NodeFault):
         Param("groups", list, None, help="grouping groups: lists of targets, one per side (the rest form one more)"),
     )
 
+    short = False  # a RabbitMQ or ZooKeeper partition heals slower than a short run drains
+    acts_on_groups = True
+
+    @classmethod
+    def check_targets(cls, targets, params, topology, where):
+        """A grouping the targets' nodes are too few for is refused now, not part-way through a run."""
+        from faults.roles import possible_nodes
+
+        nodes, exact = possible_nodes(targets, topology)
+        if not exact:
+            return
+        need = {"bridge": 3, "majorities-ring": 5, "majority-minority": 3}.get(params["grouping"], 2)
+        if len(nodes) < need:
+            raise HarnessError(f"{where}: grouping {params['grouping']!r} needs at least {need} target nodes, "
+                               f"the targets {list(targets)} have {len(nodes)}")
+
     @classmethod
     def check_combination(cls, params, where):
         if params["grouping"] == "groups" and not params["groups"]:

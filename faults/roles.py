@@ -5,7 +5,10 @@ A target is one of:
 - a role (or its plural): `rabbitmq`, `zookeeper`/`zk`, `redis`, `sentinel(s)`, `proxy`, `worker(s)`, `api`, ...;
 - a live role: `redis-primary`, `redis-replica`, `zk-leader`, `zk-followers`,
   `rabbitmq-queue-leader:<queue>`, `rabbitmq-queue-followers:<queue>`;
-- `any:<target>`: one node of that target, picked with the run's seed (Jepsen's "one random node").
+- `primaries`: every live primary the stack has: the Redis primary, the ZooKeeper leader, and the leaders
+  of the quorum queues the stack file declares (`x-chaos.queues`), as Jepsen's `:primaries`;
+- a target mode before any of these: `one:`, `minority:`, `majority:`, `all:`, `percent:N:` (`faults.modes`),
+  picked with the run's seed; `any:` is `one:`'s older spelling.
 For link faults a target is also a link name (`workers-redis1`), a client group (`workers`, `api`), a glob
 over link names (`*-redis1`), or `<group>:<node target>` (`workers:redis-primary`); a bare node target
 means every group's links to those nodes.
@@ -16,9 +19,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
-import random
 from typing import TYPE_CHECKING
 
+from faults import modes
 from harness.errors import HarnessError
 from stack import health
 from stack.topology import ProxyLink, Topology
@@ -36,7 +39,7 @@ KIND_ALIASES = {
     "sentinel": "sentinel", "sentinels": "sentinel",
     "proxy": "proxy",
 }
-LIVE_ROLES = ("redis-primary", "redis-replica", "zk-leader", "zk-followers")
+LIVE_ROLES = ("redis-primary", "redis-replica", "zk-leader", "zk-followers", "primaries")
 LIVE_QUEUE_ROLES = ("rabbitmq-queue-leader", "rabbitmq-queue-followers")
 
 
@@ -67,25 +70,119 @@ def _groups(topology: Topology) -> set[str]:
 # ---------------------------------------------------------------------------------------------- static checks
 
 def check_target(target: str, kind: str, topology: Topology | None, where: str) -> None:
-    """Raise HarnessError (one line) unless `target` could name something of `kind` in `topology`."""
+    """Raise HarnessError (one line) unless `target` could name something of `kind` in `topology`; a target
+    mode (or `primaries`) must also pick at least one node or link there."""
     if not isinstance(target, str) or not target:
         raise HarnessError(f"{where}: a target must be a non-empty string, not {target!r}")
-    if kind == "links" and _is_link_target(target, topology):
-        return
-    if _is_node_target(target, topology):
-        return
-    from faults.base import _did_you_mean
-
     topology = topology or _default_topology()
-    known = sorted(set(KIND_ALIASES) | {n.role for n in topology.nodes} | set(LIVE_ROLES)
-                   | {n.name for n in topology.nodes} | (_groups(topology) if kind == "links" else set()))
-    raise HarnessError(f"{where}: unknown target {target!r}{_did_you_mean(target, known)}")
+    inner = target
+    while (split := modes.split(inner, where)) is not None:  # a bad percent is refused here
+        inner = split[1]
+    if not _is_target(target, kind, topology):
+        from faults.base import _did_you_mean
+
+        head, sep, rest = target.partition(":")
+        if sep and _is_target(rest, kind, topology):
+            raise HarnessError(f"{where}: target {target!r}: unknown target mode {head!r}"
+                               f"{_did_you_mean(head, modes.MODES)} (known: one, minority, majority, all, "
+                               f"percent:N)")
+        known = sorted(set(KIND_ALIASES) | {n.role for n in topology.nodes} | set(LIVE_ROLES)
+                       | {n.name for n in topology.nodes} | (_groups(topology) if kind == "links" else set()))
+        raise HarnessError(f"{where}: unknown target {target!r}{_did_you_mean(target, known)}")
+    if inner != target or "primaries" in target.split(":"):
+        low, high = _link_range(target, topology) if kind == "links" else _node_range(target, topology)
+        if high == 0:
+            what = "link" if kind == "links" else "node"
+            split = modes.split(target)
+            if split is None:
+                why = f"it resolves to no {what}"
+            else:
+                n = (_link_range if kind == "links" else _node_range)(split[1], topology)[1]
+                why = f"{split[0].label} of {n} {what}{'' if n == 1 else 's'} is none"
+            raise HarnessError(f"{where}: target {target!r} picks no {what} in topology {topology.name!r}: {why}")
+
+
+def _is_target(target: str, kind: str, topology: Topology) -> bool:
+    return (kind == "links" and _is_link_target(target, topology)) or _is_node_target(target, topology)
+
+
+# How many nodes (links) a target can resolve to, as (fewest, most): live roles are known only at run time.
+def _node_range(target: str, topo: Topology) -> tuple[int, int]:
+    split = modes.split(target)
+    if split is not None:
+        low, high = _node_range(split[1], topo)
+        return split[0].count(low), split[0].count(high)
+    possible, exact = _possible_nodes(target, topo)
+    if exact:
+        return len(possible), len(possible)
+    r, z, q = (len(topo.names(k)) for k in ("redis", "zookeeper", "rabbitmq"))
+    queues = len(topo.app.queues) if topo.app else 0
+    sizes = {"redis-primary": min(1, r), "redis-replica": max(0, r - 1), "zk-leader": min(1, z),
+             "zk-followers": max(0, z - 1), "rabbitmq-queue-leader": min(1, q),
+             "rabbitmq-queue-followers": max(0, q - 1)}
+    if target == "primaries":
+        return (min(1, r) + min(1, z) + min(1, q, queues), min(1, r) + min(1, z) + min(q, queues))
+    n = sizes.get(target, sizes.get(target.partition(":")[0], 0))
+    return n, n
+
+
+def _possible_nodes(target: str, topo: Topology) -> tuple[set[str], bool]:
+    """The nodes a node target may resolve to, and whether exactly those (False: live roles, modes)."""
+    split = modes.split(target)
+    if split is not None:
+        possible, exact = _possible_nodes(split[1], topo)
+        return possible, exact and split[0].name == "all"
+    live = {"redis-primary": ["redis"], "redis-replica": ["redis"], "zk-leader": ["zookeeper"],
+            "zk-followers": ["zookeeper"], "rabbitmq-queue-leader": ["rabbitmq"],
+            "rabbitmq-queue-followers": ["rabbitmq"],
+            "primaries": ["redis", "zookeeper"] + (["rabbitmq"] if topo.app and topo.app.queues else [])}
+    queue_role = target.partition(":")[0]
+    kinds = live.get(target) or (live[queue_role] if queue_role in LIVE_QUEUE_ROLES else None)
+    if kinds:
+        return {n for k in kinds for n in topo.names(k)}, False
+    role = _role(target, topo)
+    if role is not None:
+        return set(topo.names(role)), True
+    return ({target} if target in {n.name for n in topo.nodes} else set()), True
+
+
+def possible_nodes(targets: list[str], topology: Topology) -> tuple[set[str], bool]:
+    """The nodes node targets may resolve to in `topology`, and whether exactly those (no live role, no
+    pick): what a fault's `check_targets` can judge before anything runs."""
+    found, exact = set(), True
+    for target in targets:
+        nodes, certain = _possible_nodes(target, topology)
+        found |= nodes
+        exact = exact and certain
+    return found, exact
+
+
+def _link_range(target: str, topo: Topology) -> tuple[int, int]:
+    split = modes.split(target)
+    if split is not None:
+        low, high = _link_range(split[1], topo)
+        return split[0].count(low), split[0].count(high)
+    links = list(topo.links)
+    if target in {l.name for l in links}:
+        return 1, 1
+    if target in _groups(topo):
+        n = sum(1 for l in links if l.group == target)
+        return n, n
+    if any(ch in target for ch in "*?["):
+        n = sum(1 for l in links if fnmatch.fnmatchcase(l.name, target))
+        return n, n
+    group, sep, rest = target.partition(":")
+    if sep and group in _groups(topo):
+        links, target = [l for l in links if l.group == group], rest
+    possible, exact = _possible_nodes(target, topo)
+    n = sum(1 for l in links if l.node in possible)
+    return (n if exact else 0), n
 
 
 def _is_node_target(target: str, topology: Topology | None) -> bool:
     topology = topology or _default_topology()
-    if target.startswith("any:"):
-        return _is_node_target(target[4:], topology)
+    if (split := modes.split(target)) is not None:
+        return _is_node_target(split[1], topology)
     if _role(target, topology) or target in LIVE_ROLES:
         return True
     role, _, queue = target.partition(":")
@@ -96,6 +193,8 @@ def _is_node_target(target: str, topology: Topology | None) -> bool:
 
 def _is_link_target(target: str, topology: Topology | None) -> bool:
     topology = topology or _default_topology()
+    if (split := modes.split(target)) is not None:
+        return _is_link_target(split[1], topology) or _is_node_target(split[1], topology)
     groups = _groups(topology)
     if target in groups:
         return True
@@ -154,25 +253,49 @@ def rabbitmq_queue_leader(stack: "Stack", queue: str, avoid: tuple[str, ...] = (
 
 # ---------------------------------------------------------------------------------------------- resolution
 
-def resolve_nodes(stack: "Stack", targets: list[str], seed: int = 0) -> list[str]:
-    """Node names, in topology order, for the given targets (live roles are asked now)."""
+def resolve_nodes(stack: "Stack", targets: list[str], seed: object = 0,
+                  picks: list[modes.Pick] | None = None) -> list[str]:
+    """Node names, in topology order, for the given targets (live roles are asked now); what each target
+    mode picked (and what `primaries` resolved to) is appended to `picks`."""
     topo = stack.topology
     names = [n.name for n in topo.nodes]
     found: set[str] = set()
     for target in targets:
-        found.update(_resolve_one(stack, target, seed))
+        found.update(_resolve_one(stack, target, seed, picks))
     return [n for n in names if n in found]
 
 
-def _resolve_one(stack: "Stack", target: str, seed: int) -> list[str]:
+def primaries(stack: "Stack") -> list[str]:
+    """The Redis primary, the ZooKeeper leader and each declared quorum queue's leader, as present."""
     topo = stack.topology
-    if target.startswith("any:"):
-        pool = resolve_nodes(stack, [target[4:]], seed)
-        return [random.Random(f"{seed}:{target}").choice(pool)] if pool else []
+    found = []
+    if topo.names("redis"):
+        found.append(redis_primary(stack))
+    if topo.names("zookeeper"):
+        found.append(zk_leader(stack))
+    if topo.names("rabbitmq") and topo.app:
+        found += [rabbitmq_queue_leader(stack, queue) for queue in topo.app.queues]
+    return found
+
+
+def _resolve_one(stack: "Stack", target: str, seed: object, picks: list[modes.Pick] | None) -> list[str]:
+    topo = stack.topology
+    if (split := modes.split(target)) is not None:
+        mode, inner = split
+        pool = resolve_nodes(stack, [inner], seed, picks)
+        picked = mode.pick(pool, seed, target) if pool else []
+        if picks is not None:
+            picks.append(modes.Pick(target, tuple(pool), tuple(picked)))
+        return picked
     if target in LIVE_ROLES or target.partition(":")[0] in LIVE_QUEUE_ROLES:
         pass
     elif (role := _role(target, topo)) is not None:
         return topo.names(role)
+    if target == "primaries":
+        found = resolve_nodes(stack, primaries(stack))
+        if picks is not None:
+            picks.append(modes.Pick(target, tuple(found), tuple(found)))
+        return found
     if target == "redis-primary":
         return [redis_primary(stack)]
     if target == "redis-replica":
@@ -194,13 +317,21 @@ def _resolve_one(stack: "Stack", target: str, seed: int) -> list[str]:
     raise HarnessError(f"unknown target {target!r} in topology {topo.name!r}")
 
 
-def resolve_links(stack: "Stack", targets: list[str], seed: int = 0) -> list[ProxyLink]:
-    """Proxy links, in topology order, for the given link targets."""
+def resolve_links(stack: "Stack", targets: list[str], seed: object = 0,
+                  picks: list[modes.Pick] | None = None) -> list[ProxyLink]:
+    """Proxy links, in topology order, for the given link targets (a mode's pick goes to `picks`)."""
     links = list(stack.topology.links)
     groups = _groups(stack.topology)
     picked: set[str] = set()
     for target in targets:
-        if target in {l.name for l in links}:
+        if (split := modes.split(target)) is not None:
+            mode, inner = split
+            pool = [l.name for l in resolve_links(stack, [inner], seed, picks)]
+            chosen = mode.pick(pool, seed, target) if pool else []
+            if picks is not None:
+                picks.append(modes.Pick(target, tuple(pool), tuple(chosen)))
+            picked.update(chosen)
+        elif target in {l.name for l in links}:
             picked.add(target)
         elif target in groups:
             picked.update(l.name for l in links if l.group == target)
@@ -208,10 +339,10 @@ def resolve_links(stack: "Stack", targets: list[str], seed: int = 0) -> list[Pro
             picked.update(l.name for l in links if fnmatch.fnmatchcase(l.name, target))
         elif ":" in target and target.split(":", 1)[0] in groups:
             group, rest = target.split(":", 1)
-            nodes = set(resolve_nodes(stack, [rest], seed))
+            nodes = set(resolve_nodes(stack, [rest], seed, picks))
             picked.update(l.name for l in links if l.group == group and l.node in nodes)
         else:
-            nodes = set(resolve_nodes(stack, [target], seed))
+            nodes = set(resolve_nodes(stack, [target], seed, picks))
             picked.update(l.name for l in links if l.node in nodes)
     return [l for l in links if l.name in picked]
 

@@ -9,6 +9,8 @@ from faults.nodes import GRACE, NodeFault, ensure_running, gap, stop_and_start, 
 @register
 class RollingRestart(NodeFault):
     name = "rolling-restart"
+    short = False  # every target in turn, each until it serves again, with gaps
+    acts_on_groups = True
     summary = "restart the targets one at a time: each must serve again, then `gap` s before the next"
     params = (
         Param("gap", float, 5.0, help="seconds between one node serving again and the next one going down",

@@ -265,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="deploy an environment override before the search, on a node or every node of a "
                              "role, e.g. workers:CHAOS_SWITCHES=worker-reject-drop (repeatable; default: the "
                              "stack file's spec)")
-    search.add_argument("--profile", default="ci", help="ci (few examples) or nightly (many)")
-    search.add_argument("--faults", default="", help="comma-separated faults to draw from (default: the registry's "
-                                                     "short-run faults)")
+    search.add_argument("--profile", default="ci", help="ci (few schedules: up to 3 steps within 16 s, short "
+                                                       "faults) or nightly (many: up to 10 steps over 60 s, every fault)")
+    search.add_argument("--faults", default="", help="comma-separated faults to draw from (default: the profile's: "
+                                                     "the registry's short-run faults for ci, all for nightly)")
     search.add_argument("--topology", default="default")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--report-dir", default="chaos-reports")

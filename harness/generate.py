@@ -4,13 +4,23 @@
 that Hypothesis shrinks towards the simplest one: one step, the mildest fault, at 0 s, for the shortest
 time, on the first target, with its default parameters.
 
-Left out of the generic search (`EXCLUDED`):
-- `deploy`, `rolling-deploy`, `rollback`: their switches would be the bug itself, not a fault;
-- `rolling-restart`: restarts every target one after another with gaps: longer than a short run;
-- `partition`: its groupings need node/groups parameters that fit the targets, and a RabbitMQ or
-  ZooKeeper partition heals slower than a short run drains (pass `faults=` to search it anyway).
-Node targets are single nodes and live roles, never a whole quorum role, the proxy or the sink (the
-sink records deliveries, the proxy carries every link): a run of a few seconds must be able to heal.
+Every fault of the registry is searched; what this module knows of a fault it asks the fault:
+- its parameters' ranges come from each `Param` (`search`, within `bounds`, in its `unit`); strings
+  and lists naming things keep their default, so a generated `deploy`, `rolling-deploy` or `rollback`
+  redeploys the node with its configuration unchanged (no switches, no env): a restart by SIGTERM and
+  `grace` through a new container, a fault and not the bug itself; as the stack keeps no volumes, a
+  new container starts with an empty disk, so these (`replaces_containers`) target app services only;
+- `short = False` (partition, rolling-restart, deploy, rolling-deploy, rollback: their heals or their
+  new containers take longer than a run of a few seconds drains) leaves a fault to the long searches
+  (`long_faults=True`, the nightly profile); the short ones (ci) draw only short faults;
+- `acts_on_groups` (partition, rolling-*) gets a role of several nodes as its target, and its choices
+  (a partition's grouping) are drawn among those its `check_targets` accepts for that role;
+- `follows` (rollback) is aimed at the latest step still in effect of the faults it follows (a deploy),
+  so that it rolls that deploy back instead of hitting nothing.
+Node targets for the others are single nodes and live roles, never a whole quorum role, the proxy or
+the sink (the sink records deliveries, the proxy carries every link): a short run must be able to heal.
+The long searches add target modes after them: `minority:<role>` of each role of three nodes or more,
+and `one:primaries`.
 """
 
 from __future__ import annotations
@@ -23,14 +33,14 @@ from hypothesis import strategies as st
 from harness.errors import HarnessError
 from harness.schedule import Schedule, Step
 
-EXCLUDED = frozenset({"deploy", "rolling-deploy", "rollback", "rolling-restart", "partition"})
-
 # Simplest first, by blast radius: the outside provider, then one link's traffic, then a node, then a
-# cluster's leader. Faults not named here (new ones) come last, by name.
+# cluster's leader, then the long faults. Faults not named here (new ones) come last, by name.
 FAULT_ORDER = ("provider-outage", "latency", "slicer", "bandwidth", "slow-close", "limit-data", "timeout",
                "reset-peer", "link-down", "pause", "restart", "kill", "redis-failover",
-               "rabbitmq-leader-stop", "zk-leader-kill")
+               "rabbitmq-leader-stop", "zk-leader-kill", "deploy", "rollback", "rolling-restart",
+               "rolling-deploy", "partition")
 
+# The short shape (the ci profile); the nightly profile passes its own (harness.search.PROFILES).
 MAX_STEPS = 3
 MAX_AT_S = 8
 MIN_DURATION_S = 2
@@ -40,12 +50,13 @@ MAX_DURATION_S = 8
 LIVE_NODE_TARGETS = ("redis-primary", "redis-replica", "zk-leader")
 
 
-def fault_names(faults: Iterable[str] | None = None) -> list[str]:
-    """The searched faults, simplest first (the registry minus `EXCLUDED` unless named)."""
+def fault_names(faults: Iterable[str] | None = None, long_faults: bool = False) -> list[str]:
+    """The searched faults, simplest first: those named, else the registry's short faults (every fault
+    with `long_faults`)."""
     from faults.base import load_all
 
     registry = load_all()
-    names = [n for n in registry if n not in EXCLUDED] if faults is None else list(faults)
+    names = [n for n, f in registry.items() if f.short or long_faults] if faults is None else list(faults)
     for name in names:
         if name not in registry:
             raise HarnessError(f"unknown fault {name!r} (known: {', '.join(sorted(registry))})")
@@ -53,16 +64,46 @@ def fault_names(faults: Iterable[str] | None = None) -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
-def node_targets(topology) -> list[str]:
+def _is_service(role: str) -> bool:
+    from stack.kinds import kind_of
+
+    return kind_of(role).service
+
+
+def node_targets(topology, services_only: bool = False) -> list[str]:
     """Single nodes in topology order (not the proxy, nor the provider: it is the ground truth), then
-    live roles."""
+    live roles; with `services_only`, the app services' nodes alone."""
     provider = topology.app.provider.node if topology.app else None
     nodes = [n.name for n in topology.nodes if n.role != "proxy" and n.name != provider]
+    if services_only:
+        return [n for n in nodes if _is_service(topology.node(n).role)]
     live = [t for t in LIVE_NODE_TARGETS
             if (t.startswith("redis") and topology.names("redis")) or (t.startswith("zk") and topology.names("zookeeper"))]
     if topology.app and topology.names("rabbitmq"):
         live += [f"rabbitmq-queue-leader:{q}" for q in topology.app.queues]
     return nodes + live
+
+
+def mode_targets(topology) -> list[str]:
+    """Target modes, for the long searches: a minority of each role of three nodes or more (no quorum
+    lost), then one of the stack's primaries (Jepsen's `:minority` and `:primaries`)."""
+    from faults.roles import check_target
+
+    out = [f"minority:{r}" for r in group_targets(topology) if len(topology.names(r)) >= 3]
+    try:
+        check_target("one:primaries", "nodes", topology, "generated")
+    except HarnessError:
+        return out
+    return out + ["one:primaries"]
+
+
+def group_targets(topology, services_only: bool = False) -> list[str]:
+    """Roles of several nodes, in topology order (not the proxy, nor the provider's role): the targets
+    of faults that act on groups; with `services_only`, the app services' roles alone."""
+    provider = topology.app.provider.node if topology.app else None
+    skip = {"proxy"} | ({topology.node(provider).role} if provider else set())
+    roles = list(dict.fromkeys(n.role for n in topology.nodes if n.role not in skip))
+    return [r for r in roles if len(topology.names(r)) >= 2 and (_is_service(r) or not services_only)]
 
 
 def link_targets(topology) -> list[str]:
@@ -77,10 +118,11 @@ def _default_first(values: Iterable[Any], default: Any) -> list[Any]:
     return ([default] if default in values else []) + [v for v in values if v != default]
 
 
-def param_value(param) -> st.SearchStrategy:
-    """A value for one `Param`, shrinking to its default."""
+def param_value(param, fits: Callable[[Any], bool] = lambda value: True) -> st.SearchStrategy:
+    """A value for one `Param`, shrinking to its default; choices are those `fits` accepts."""
     if param.choices:
-        return st.sampled_from(_default_first(param.choices, param.default))
+        return st.sampled_from(_default_first([c for c in param.choices if fits(c)] or [param.default],
+                                              param.default))
     if param.type is bool and param.default is not None:
         return st.sampled_from([param.default, not param.default])
     if param.search is not None and param.default is not None:  # the range the fault declares, in its unit
@@ -92,44 +134,83 @@ def param_value(param) -> st.SearchStrategy:
     return st.just(param.default)  # strings naming things, lists, dicts, unsearched numbers: the default
 
 
-def fault_params(fault) -> st.SearchStrategy[dict[str, Any]]:
-    """Parameters for `fault`; those left at their default are left out of the step."""
+def fault_params(fault, targets: tuple[str, ...] = (), topology=None) -> st.SearchStrategy[dict[str, Any]]:
+    """Parameters for `fault` (choices that the fault accepts for `targets`); those left at their default
+    are left out of the step."""
     if not fault.params:
         return st.just({})
-    return st.fixed_dictionaries({p.name: param_value(p) for p in fault.params}).map(
+
+    def fits(param):
+        def accepts(value) -> bool:
+            try:
+                checked = fault.check_params({param.name: value}, "generated")
+                if topology is not None:
+                    fault.check_targets(list(targets), checked, topology, "generated")
+            except HarnessError:
+                return False
+            return True
+        return accepts
+
+    return st.fixed_dictionaries({p.name: param_value(p, fits(p)) for p in fault.params}).map(
         lambda values: {k: v for k, v in values.items()
                         if v is not None and v != next(p.default for p in fault.params if p.name == k)})
 
 
 @st.composite
 def steps(draw, topology, faults: Iterable[str] | None = None, max_at: int = MAX_AT_S,
-          min_duration: int = MIN_DURATION_S, max_duration: int = MAX_DURATION_S) -> Step:
+          min_duration: int = MIN_DURATION_S, max_duration: int = MAX_DURATION_S,
+          long_faults: bool = False) -> Step:
     from faults.base import get_fault
 
     # Every step makes the same draws, whatever its fault, so that the shrinker (which prefers fewer
     # choices first) ranks steps by the values drawn: the first fault, target and the defaults.
-    name = draw(st.sampled_from(fault_names(faults)))
+    name = draw(st.sampled_from(fault_names(faults, long_faults)))
     fault = get_fault(name)
     at = draw(st.integers(0, max_at))
-    pool = {"links": link_targets(topology), "nodes": node_targets(topology)}.get(fault.targets_kind, [""])
+    services = fault.replaces_containers
+    nodes = group_targets(topology, services) if fault.acts_on_groups else node_targets(topology, services)
+    if long_faults and not (fault.acts_on_groups or services):
+        nodes += mode_targets(topology)
+    pool = {"links": link_targets(topology),
+            "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
     target = pool[draw(st.integers(0, max(len(pool), 2) - 1)) % len(pool)]
     targets = (target,) if target else ()
-    params = draw(fault_params(fault)) if draw(st.booleans()) else {}
+    params = draw(fault_params(fault, targets, topology)) if draw(st.booleans()) else {}
     duration = draw(st.integers(min_duration, max_duration))
     return Step(at=float(at), fault=name, targets=targets, params=params, duration=float(duration))
 
 
 def schedules(topology, faults: Iterable[str] | None = None, *, max_steps: int = MAX_STEPS,
               max_at: int = MAX_AT_S, min_duration: int = MIN_DURATION_S,
-              max_duration: int = MAX_DURATION_S) -> st.SearchStrategy[Schedule]:
+              max_duration: int = MAX_DURATION_S, long_faults: bool = False) -> st.SearchStrategy[Schedule]:
     """Schedules of 1..max_steps steps, each ending within max_at + max_duration seconds.
 
-    Every drawn schedule validates against `topology` (tests/unit/test_generate.py checks it): there is
+    Every drawn schedule validates against `topology` (tests/unit/test_generate*.py check it): there is
     no filter, since a filter around the list kept the shrinker from deleting steps.
     """
-    fault_names(faults)  # a bad name fails here, not inside Hypothesis
-    step = steps(topology, faults, max_at, min_duration, max_duration)
-    return st.lists(step, min_size=1, max_size=max_steps).map(lambda drawn: Schedule(steps=tuple(drawn)))
+    fault_names(faults, long_faults)  # a bad name fails here, not inside Hypothesis
+    step = steps(topology, faults, max_at, min_duration, max_duration, long_faults)
+    return st.lists(step, min_size=1, max_size=max_steps).map(
+        lambda drawn: Schedule(steps=aim_followers(tuple(drawn))))
+
+
+def aim_followers(drawn: tuple[Step, ...]) -> tuple[Step, ...]:
+    """Aim each step of a fault that `follows` others (a rollback) at the latest earlier step of those
+    faults still in effect (a deploy), so that it acts on what that step did; with none, it stays."""
+    from faults.base import get_fault
+
+    order = sorted(range(len(drawn)), key=lambda i: (drawn[i].at, i))  # the runner's inject order
+    aimed = list(drawn)
+    for pos, i in enumerate(order):
+        follows = get_fault(drawn[i].fault).follows
+        if not follows:
+            continue
+        at = drawn[i].at
+        earlier = [drawn[j] for j in order[:pos] if drawn[j].fault in follows
+                   and (drawn[j].heal_at is None or drawn[j].heal_at > at)]
+        if earlier and earlier[-1].targets:
+            aimed[i] = replace(drawn[i], targets=earlier[-1].targets)
+    return tuple(aimed)
 
 
 def drop_steps(schedule: Schedule, fails: Callable[[Schedule], bool]) -> Schedule:

@@ -225,7 +225,8 @@ def _write_index(config) -> str:
 def pytest_addoption_generated(parser) -> None:
     group = parser.getgroup("chaos", "dispatch chaos harness")
     group.addoption("--chaos-profile", dest="chaos_profile", default=None,
-                    help="schedule search profile: ci (few examples) or nightly (ini: chaos_profile; default 'ci')")
+                    help="schedule search profile: ci (few short schedules) or nightly (many, up to 10 steps "
+                         "over 60 s, every fault) (ini: chaos_profile; default 'ci')")
     parser.addini("chaos_profile", "schedule search profile: ci or nightly", default="ci")
 
 

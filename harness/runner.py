@@ -71,7 +71,9 @@ class RunReport:
     def coverage(self) -> list[dict[str, Any]]:
         """The faults that took effect: step, fault, and the nodes/links hit with their roles."""
         return [{"step": s.step, "fault": s.fault, "targets": s.targets, "roles": s.roles,
-                 "requested": s.requested, "healed": s.heal == "ok"} for s in self.steps if s.took_effect]
+                 "requested": s.requested, "healed": s.heal == "ok",
+                 **({"picks": s.facts["picks"]} if s.facts.get("picks") else {})}
+                for s in self.steps if s.took_effect]
 
     @property
     def missed(self) -> list[StepRecord]:

@@ -96,7 +96,9 @@ class Schedule:
             for target in step.targets:
                 check_target(target, fault.targets_kind, topology, where)
             if topology is not None:
-                fault.check_topology(fault.check_params(step.params, where), topology, where)
+                params = fault.check_params(step.params, where)
+                fault.check_topology(params, topology, where)
+                fault.check_targets(list(step.targets), params, topology, where)
             sid = self.step_id(i)
             if sid in ids:
                 raise HarnessError(f"{where}: id {sid!r} is used twice")

@@ -38,11 +38,29 @@ class Profile:
     workload: WorkloadSpec = WorkloadSpec(clients=3, rate=20.0, duration_s=10.0)
     drain_s: float = 12.0
     late_bound_s: float = 12.0
+    # The schedules' shape (harness.generate.schedules): steps, last inject, longest fault, and whether
+    # the long faults (partitions, deploys, rolling restarts: `Fault.short = False`) are drawn.
+    max_steps: int = 3
+    max_at_s: int = 8
+    max_duration_s: int = 8
+    long_faults: bool = False
+
+    def schedules(self, topology, faults: Iterable[str] | None = None):
+        from harness.generate import schedules
+
+        return schedules(topology, faults, max_steps=self.max_steps, max_at=self.max_at_s,
+                         max_duration=self.max_duration_s, long_faults=self.long_faults)
 
 
 PROFILES = {
+    # CI time matters: a few short schedules of short faults.
     "ci": Profile("ci", max_examples=5, shrink_seconds=150.0),
-    "nightly": Profile("nightly", max_examples=200, shrink_seconds=3600.0),
+    # Up to 10 steps over 60 s (the last inject by 45 s, each fault up to 15 s), every fault of the
+    # registry, while the workload runs the whole minute.
+    "nightly": Profile("nightly", max_examples=200, shrink_seconds=3600.0,
+                       workload=WorkloadSpec(clients=3, rate=20.0, duration_s=60.0), drain_s=45.0,
+                       late_bound_s=30.0,  # a partition of up to 15 s may hold messages back that long
+                       max_steps=10, max_at_s=45, max_duration_s=15, long_faults=True),
 }
 
 
@@ -114,8 +132,6 @@ def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] 
     from hypothesis import HealthCheck, Phase, example, given, reject, settings
     from hypothesis import seed as hypothesis_seed
 
-    from harness.generate import schedules
-
     prof = PROFILES[profile] if isinstance(profile, str) and profile in PROFILES else profile
     if not isinstance(prof, Profile):
         raise HarnessError(f"unknown search profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -166,7 +182,7 @@ def search(stack, report_root: str | Path, *, deploy: dict[str, dict[str, str]] 
             shrunk.append(run)  # Hypothesis's last call is its final replay of the shrunk schedule
             raise ScheduleFailed(f"verdict {run.status}: {sorted(run.violations())}")
 
-    test = given(schedules(stack.topology, faults))(schedule_is_valid)
+    test = given(prof.schedules(stack.topology, faults))(schedule_is_valid)
     if saved is not None:
         say(f"[search] first: the saved failure {json.dumps(saved.to_data()['steps'])}")
         result.replayed = saved

@@ -240,6 +240,28 @@ def test_runner_records_and_reports_coverage(stack, tmp_path):
     assert status(stack, "redis2") == "running" and no_toxics(stack)
 
 
+def test_target_modes_pick_with_the_seed_and_the_history_names_the_picked(stack, tmp_path):
+    from faults.roles import resolve_nodes
+
+    schedule = Schedule.from_data([
+        {"at": 0, "fault": "pause", "targets": ["minority:redis"], "duration": 1},
+        {"at": 0, "fault": "pause", "targets": ["one:rabbitmq"], "duration": 1},
+    ], stack.topology)
+    with HistoryWriter(tmp_path / "h.jsonl") as history:
+        report = Runner(stack, schedule, history).run()
+    assert report.all_healed and not report.interrupted
+    injected = {o.value["step"]: o.value for o in load_history(tmp_path / "h.jsonl")
+                if o.type == "ok" and o.value["action"] == "inject"}
+    redis = injected["1"]["effect"]["picks"][0]
+    assert redis["target"] == "minority:redis" and redis["from"] == ["redis1", "redis2"]
+    assert len(redis["picked"]) == 1 and injected["1"]["targets"] == redis["picked"]
+    assert injected["2"]["effect"]["picks"] == [{"target": "one:rabbitmq", "from": ["rmq1"], "picked": ["rmq1"]}]
+    # The pick is the seed's: resolving again with the run's seed and the step picks the same node.
+    assert resolve_nodes(stack, ["minority:redis"], seed=f"{stack.seed}:1") == redis["picked"]
+    sys.stderr.write(f"seed {stack.seed}: minority:redis picked {redis['picked']}\n")
+    assert all(status(stack, n) == "running" for n in ("redis1", "redis2", "rmq1"))
+
+
 def test_runner_heals_everything_when_an_exception_stops_it(stack):
     schedule = Schedule.from_data([
         {"at": 0, "fault": "pause", "targets": ["redis2"], "duration": 60},
