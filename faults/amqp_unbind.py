@@ -43,12 +43,14 @@ class AmqpUnbind(Fault):
     name = "amqp-unbind"
     summary = "remove an exchange-to-queue binding (its routing key's messages become unroutable); heal binds it again"
     params = (
-        Param("exchange", str, None, required=True, help="the exchange the binding leaves"),
-        Param("queue", str, None, required=True, help="the queue it leads to"),
-        Param("routing_key", str, None, required=True, help="the binding's routing key"),
+        Param("queue", str, None, help="the queue the binding leads to (default: the first of the stack file's "
+                                       "x-chaos.queues)"),
+        Param("exchange", str, None, help="the exchange it leaves (default: the queue's first binding's)"),
+        Param("routing_key", str, None, help="its routing key (default: the first binding's)"),
     )
     targets_kind = "none"
     needs_targets = False
+    short = False  # the ci profile keeps the faults the hardened reference app is shown to survive in a short run
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -59,6 +61,15 @@ class AmqpUnbind(Fault):
     def check_topology(cls, params, topology, where: str) -> None:
         if not topology.names("rabbitmq"):
             raise HarnessError(f"{where}: amqp-unbind needs a RabbitMQ node; the {topology.name} stack has none")
+        cls.queue_of(params, topology, where)
+
+    @staticmethod
+    def queue_of(params, topology, where: str) -> str:
+        queue = params.get("queue") or next(iter(topology.app.queues if topology.app else ()), None)
+        if not queue:
+            raise HarnessError(f"{where}: amqp-unbind needs params.queue: the {topology.name} stack file declares "
+                               "no x-chaos.queues")
+        return queue
 
     def _bindings(self) -> list[dict]:
         stack = self.ctx.stack
@@ -70,17 +81,25 @@ class AmqpUnbind(Fault):
                                user="rabbitmq", timeout=60)
         if code != 0 or "[" not in out:
             raise HarnessError(f"amqp-unbind: list_bindings on {node} failed: {out.strip()[-200:]}")
-        return [b for b in json.loads(out[out.index("["):])
-                if (b.get("source_name"), b.get("destination_name"), b.get("destination_kind"), b.get("routing_key"))
-                == (self.p["exchange"], self.p["queue"], "queue", self.p["routing_key"])]
+        queue = self.queue_of(self.p, stack.topology, f"fault {self.name!r}")
+        # the default exchange's implicit bindings cannot be removed: only named exchanges count
+        return sorted((b for b in json.loads(out[out.index("["):])
+                       if b.get("destination_kind") == "queue" and b.get("destination_name") == queue
+                       and b.get("source_name") and self.p["exchange"] in (None, b.get("source_name"))
+                       and self.p["routing_key"] in (None, b.get("routing_key"))),
+                      key=lambda b: (b["source_name"], b.get("routing_key", "")))
 
     def inject(self) -> Effect:
         stack = self.ctx.stack
         found = self._bindings()
         if not found:
-            raise HarnessError(f"amqp-unbind: no binding {self.p['exchange']} -> {self.p['queue']} with routing key "
-                               f"{self.p['routing_key']!r}")
-        raw = found[0].get("arguments") or []
+            raise HarnessError(f"amqp-unbind: no binding to queue {self.queue_of(self.p, stack.topology, '')!r}"
+                               + (f" from {self.p['exchange']!r}" if self.p["exchange"] else "")
+                               + (f" with routing key {self.p['routing_key']!r}" if self.p["routing_key"] is not None else ""))
+        chosen = found[0]
+        self.p = {**self.p, "exchange": chosen["source_name"], "queue": chosen["destination_name"],
+                  "routing_key": chosen.get("routing_key", "")}
+        raw = chosen.get("arguments") or []
         self.arguments = dict(raw) if isinstance(raw, dict) else {a[0]: a[1] for a in raw if len(a) == 2} or None
         rabbit = stack.topology.names("rabbitmq")[0]
         self.record = journal.record(self.ctx, rabbit, self.name, {"amqp_bind": {

@@ -37,7 +37,8 @@ LABEL_FAULT_OWNER_HOST = "chaos-harness.fault-owner-host"
 class Param:
     """One parameter of a fault: a name, a type (int, float, str, bool, list, dict) and a default; for
     numbers, the unit, the bounds a value must keep (inclusive; None: open), and the range generated
-    schedules draw from (`search`, within the bounds; for floats, in steps of a tenth)."""
+    schedules draw from (`search`, within the bounds; for floats, in steps of a tenth); for choices,
+    `search` names those generated schedules draw (default: all)."""
 
     name: str
     type: type
@@ -47,7 +48,7 @@ class Param:
     help: str = ""
     unit: str = ""
     bounds: tuple[float | None, float | None] = (0, None)
-    search: tuple[float, float] | None = None
+    search: tuple | None = None
 
     def check(self, value: Any, where: str) -> Any:
         ok = isinstance(value, self.type) and not (self.type in (int, float) and isinstance(value, bool))

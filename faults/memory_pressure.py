@@ -35,6 +35,7 @@ def usage_mib(container) -> float:
 class MemoryPressure(NodeFault):
     name = "memory-pressure"
     summary = "hold MiB of touched memory inside the targets (their cgroup); heal frees it"
+    short = False  # the ci profile keeps the faults the hardened reference app is shown to survive in a short run
     params = (Param("mib", int, 128, help="memory held in each node", unit="MiB", bounds=(1, 65536),
                     search=(16, 192)),)
 

@@ -49,6 +49,7 @@ def restore_command(kind: str, value: str) -> list[str]:
 class RabbitmqAlarm(NodeFault):
     name = "rabbitmq-alarm"
     summary = "raise a memory or disk alarm on the target RabbitMQ nodes (publishers block); heal restores the limit"
+    short = False  # the ci profile keeps the faults the hardened reference app is shown to survive in a short run
     params = (Param("resource", str, "memory", choices=("memory", "disk"), help="which alarm"),)
 
     def __init__(self, *args, **kwargs) -> None:

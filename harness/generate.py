@@ -119,10 +119,11 @@ def _default_first(values: Iterable[Any], default: Any) -> list[Any]:
 
 
 def param_value(param, fits: Callable[[Any], bool] = lambda value: True) -> st.SearchStrategy:
-    """A value for one `Param`, shrinking to its default; choices are those `fits` accepts."""
+    """A value for one `Param`, shrinking to its default; choices are those `fits` accepts (and, when the
+    parameter names some in `search`, only those: the others are for schedules written by hand)."""
     if param.choices:
-        return st.sampled_from(_default_first([c for c in param.choices if fits(c)] or [param.default],
-                                              param.default))
+        pool = param.search if param.search is not None else param.choices
+        return st.sampled_from(_default_first([c for c in pool if fits(c)] or [param.default], param.default))
     if param.type is bool and param.default is not None:
         return st.sampled_from([param.default, not param.default])
     if param.search is not None and param.default is not None:  # the range the fault declares, in its unit
@@ -164,7 +165,7 @@ def steps(draw, topology, faults: Iterable[str] | None = None, max_at: int = MAX
 
     # Every step makes the same draws, whatever its fault, so that the shrinker (which prefers fewer
     # choices first) ranks steps by the values drawn: the first fault, target and the defaults.
-    name = draw(st.sampled_from(fault_names(faults, long_faults)))
+    name = draw(st.sampled_from([n for n in fault_names(faults, long_faults) if fits(n, topology)]))
     fault = get_fault(name)
     at = draw(st.integers(0, max_at))
     services = fault.replaces_containers
@@ -178,6 +179,19 @@ def steps(draw, topology, faults: Iterable[str] | None = None, max_at: int = MAX
     params = draw(fault_params(fault, targets, topology)) if draw(st.booleans()) else {}
     duration = draw(st.integers(min_duration, max_duration))
     return Step(at=float(at), fault=name, targets=targets, params=params, duration=float(duration))
+
+
+def fits(name: str, topology) -> bool:
+    """Whether the fault, with its default parameters, can run on this stack (its check_topology): a
+    stack with no RabbitMQ, or no queue declared, draws no broker fault that needs them."""
+    from faults.base import get_fault
+
+    fault = get_fault(name)
+    try:
+        fault.check_topology(fault.check_params({}, "generated"), topology, "generated")
+    except HarnessError:
+        return False
+    return True
 
 
 def schedules(topology, faults: Iterable[str] | None = None, *, max_steps: int = MAX_STEPS,

@@ -118,7 +118,7 @@ def test_a_drop_head_policy_discards_the_oldest_until_heal(stack):
     connection, ch = channel(stack)
     ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
     ch.queue_purge(queue)
-    fault = make(stack, "broker-policy", queues=f"^{queue}$", max_length=5)
+    fault = make(stack, "queue-limit", queues=f"^{queue}$", max_length=5, overflow="drop-head")
     effect = fault.inject()
     try:
         assert effect.targets == (queue,) and effect.facts["definition"] == {"max-length": 5, "overflow": "drop-head"}
@@ -137,9 +137,9 @@ def test_a_drop_head_policy_discards_the_oldest_until_heal(stack):
     connection.close()
 
 
-def test_broker_policy_refuses_a_pattern_that_matches_no_queue(stack):
+def test_a_policy_fault_refuses_a_pattern_that_matches_no_queue(stack):
     with pytest.raises(HarnessError, match="matches no queue"):
-        make(stack, "broker-policy", queues="^no-such-queue$", message_ttl=10).inject()
+        make(stack, "queue-ttl", queues="^no-such-queue$", message_ttl=10).inject()
 
 
 def test_an_unbound_routing_key_returns_mandatory_publishes_until_heal(stack):
