@@ -291,7 +291,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _bound(family: int, address: tuple, dual_stack: bool = False) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: accepted sockets inherit the proto, and asyncio sets TCP_NODELAY only on a socket
+    # whose proto reads IPPROTO_TCP. Without it Nagle holds a reply's second piece (aiohttp writes headers,
+    # then body) until the client's delayed ACK, ~40 ms later. Go sets TCP_NODELAY on every connection too.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if dual_stack:
