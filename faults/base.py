@@ -228,6 +228,11 @@ class Fault:
         """Refuse, in one line, parameters these targets cannot serve (e.g. a grouping that needs more
         nodes than the targets have); asked after `check_topology`, override where needed."""
 
+    @classmethod
+    def check_stack(cls, stack: Any) -> None:
+        """Refuse, in one line naming the fault, what it cannot do on this running stack (say, a real
+        Toxiproxy in place of ours); the runner asks before the first step (override where needed)."""
+
     # ---------------------------------------------------------------- the two verbs
     def inject(self) -> Effect:
         raise NotImplementedError

@@ -51,6 +51,8 @@ class LinkFault(Fault):
     targets_kind = "links"
     toxic_type = ""
     attributes: tuple[Param, ...] = ()
+    # Proxy features beyond Toxiproxy's public API this fault relies on, with why (see GET /faults/server).
+    proxy_needs: dict[str, str] = {}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -76,10 +78,28 @@ class LinkFault(Fault):
     def toxic_attributes(self) -> dict[str, Any]:
         return {a.name: self.p[a.name] for a in self.attributes}
 
+    @classmethod
+    def check_proxy(cls, client: ToxiproxyClient) -> None:
+        """Refuse, naming the fault and the feature, when the proxy (say a real Toxiproxy) lacks what we need."""
+        if not cls.proxy_needs:
+            return
+        features = client.server_features()
+        for feature, why in cls.proxy_needs.items():
+            if feature not in features:
+                raise HarnessError(f"{cls.name}: the proxy at {client.url} lacks {feature!r} "
+                                   f"(a real Toxiproxy has only its public API): {why}")
+
+    @classmethod
+    def check_stack(cls, stack) -> None:
+        if cls.proxy_needs:
+            with proxy_client(stack) as client:
+                cls.check_proxy(client)
+
     def inject(self) -> Effect:
         links = self.resolve()
         self.links = links
         with proxy_client(self.ctx.stack) as client:
+            self.check_proxy(client)
             for link in links:
                 for stream in self.streams():
                     name = toxic_name(self.ctx.owner_tag, self.ctx.step, self.name, stream)
@@ -131,6 +151,10 @@ Timeout = link_fault("timeout", "timeout", "black-hole the links: drop all data,
                                            "(0: never)", _attr("timeout", 0, "ms before closing; 0 = never", "ms", (0, 5000)))
 ResetPeer = link_fault("reset-peer", "reset_peer", "reset (RST) connections timeout ms after data arrives",
                        _attr("timeout", 0, "ms before the RST", "ms", (0, 5000)))
+# Toxiproxy sets SO_LINGER 0 only when a connection starts, so the open connections this fault is meant for
+# would get a FIN, not the RST it promises.
+ResetPeer.proxy_needs = {"reset-peer-on-open-connections":
+                         "Toxiproxy resets only connections opened after the toxic is added; open ones get a FIN"}
 SlowClose = link_fault("slow-close", "slow_close", "delay the close of connections by delay ms",
                        _attr("delay", 1000, "ms", "ms", (0, 3000)))
 Slicer = link_fault("slicer", "slicer", "cut data into small pieces with delays between them",

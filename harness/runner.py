@@ -127,6 +127,8 @@ class Runner:
 
     def run(self) -> RunReport:
         self.schedule.validate(self.stack.topology)
+        for fault in {get_fault(step.fault) for step in self.schedule.steps}:
+            fault.check_stack(self.stack)  # e.g. a fault that needs what a real Toxiproxy lacks, before step 1
         self._t0 = time.monotonic()
         report = RunReport(self.records)
         try:

@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
 import json
 import logging
+import os
+import random
 import re
+import socket
+import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote, urlsplit
 
 from .httpd import Request, Response
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .proxy import ApiError, ProxyCollection, bad_body
 
 log = logging.getLogger("toxiproxy.api")
 
 VERSION = "2.12.0"  # the Toxiproxy API version this server speaks
 IMPLEMENTATION = "faults.toxiproxy (python)"
+# Ours, never Toxiproxy's: a real client parses /version, so what we add (implementation, seed) lives here.
+SERVER_INFO_PATH = "/faults/server"
+# What this server does beyond Toxiproxy 2.12, by name; a fault that relies on one asks for it (a real
+# Toxiproxy answers 404 at SERVER_INFO_PATH, so it has none of them).
+FEATURES = (
+    "seeded-randomness",  # -seed decides jitter, toxicity and slicer draws, so a run replays
+    "half-close",  # a FIN in one direction is passed on; the other direction goes on
+    "reset-peer-on-open-connections",  # reset_peer sends RST on connections opened before it was added
+)
+REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
+ERROR_TYPE = "text/plain; charset=utf-8"  # Go's http.Error, which Toxiproxy's errors go through
+
+
+class RequestIds:
+    """Request ids as Toxiproxy's zerolog/hlog makes them: 12-byte xids (time, machine, pid, counter) in
+    20 lower-case base32hex characters, e.g. "dc8iig5qmd2pcaqqobjg"."""
+
+    def __init__(self) -> None:
+        self._machine = hashlib.md5(socket.gethostname().encode()).digest()[:3]
+        self._pid = (os.getpid() & 0xFFFF).to_bytes(2, "big")
+        self._counter = itertools.count(random.SystemRandom().randrange(1 << 24))
+
+    def next(self) -> str:
+        raw = (int(time.time()).to_bytes(4, "big") + self._machine + self._pid
+               + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big"))
+        return base64.b32hexencode(raw).decode().rstrip("=").lower()
 
 Route = Callable[..., Awaitable[tuple[int, Any]]]
 
@@ -24,8 +58,10 @@ class ToxiproxyApi:
 
     def __init__(self, proxies: ProxyCollection) -> None:
         self.proxies = proxies
+        self._request_ids = RequestIds()
         self._routes: list[tuple[re.Pattern[str], dict[str, Route]]] = [
             (re.compile(r"/version"), {"GET": self.version}),
+            (re.compile(re.escape(SERVER_INFO_PATH)), {"GET": self.server_info}),
             (re.compile(r"/reset"), {"POST": self.reset}),
             (re.compile(r"/populate"), {"POST": self.populate}),
             (re.compile(r"/proxies"), {"GET": self.proxy_index, "POST": self.proxy_create}),
@@ -36,6 +72,9 @@ class ToxiproxyApi:
                                                              "PATCH": self.toxic_update,
                                                              "DELETE": self.toxic_delete}),
         ]
+        if proxies.metrics.enabled:  # as Toxiproxy: /metrics exists only with -proxy-metrics or -runtime-metrics
+            self._routes.append((re.compile(r"/metrics"), {method: self.metrics for method in
+                                                           ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")}))
 
     async def handle(self, request: Request) -> Response:
         response = await self._dispatch(request)
@@ -43,8 +82,6 @@ class ToxiproxyApi:
         return response
 
     async def _dispatch(self, request: Request) -> Response:
-        if request.headers.get("user-agent", "").startswith("Mozilla/"):
-            return Response(403, b"User agent not allowed\n", "text/plain; charset=utf-8")
         path = urlsplit(request.path).path.rstrip("/") or "/"
         for pattern, methods in self._routes:
             match = pattern.fullmatch(path)
@@ -52,20 +89,37 @@ class ToxiproxyApi:
                 continue
             route = methods.get(request.method)
             if route is None:
-                return Response(405, b"", "text/plain; charset=utf-8")
+                return Response(405, b"", "")  # gorilla/mux answers a bare 405
+            # Toxiproxy's middleware gives every routed request an id, browsers' refusals included.
+            headers = {REQUEST_ID_HEADER: self._request_ids.next()}
+            if request.headers.get("user-agent", "").startswith("Mozilla/"):
+                return Response(403, b"User agent not allowed\n", ERROR_TYPE, _error_headers(headers))
             args = [unquote(group) for group in match.groups()]
             try:
                 status, payload = await route(request, *args)
             except ApiError as exc:
-                status, payload = exc.status, {"error": exc.message, "status": exc.status}
+                return Response(exc.status, _json_bytes({"error": exc.message, "status": exc.status}) + b"\n",
+                                ERROR_TYPE, _error_headers(headers))
             if status == 204:
-                return Response(204)
-            return Response(status, json.dumps(payload).encode() + b"\n")
-        return Response(404, b"404 page not found\n", "text/plain; charset=utf-8")
+                return Response(204, headers=headers)
+            if isinstance(payload, Response):
+                return Response(payload.status, payload.body, payload.content_type, {**headers, **payload.headers})
+            return Response(status, _json_bytes(payload), headers=headers)
+        return Response(404, b"404 page not found\n", ERROR_TYPE, {"X-Content-Type-Options": "nosniff"})
 
     # routes
     async def version(self, request: Request) -> tuple[int, Any]:
-        return 200, {"version": VERSION, "implementation": IMPLEMENTATION, "seed": self.proxies.seed}
+        # Byte for byte Toxiproxy's answer: clients parse it, some strictly.
+        body = json.dumps({"version": VERSION}).encode() + b"\n"
+        return 200, Response(200, body, "application/json;charset=utf-8")
+
+    async def server_info(self, request: Request) -> tuple[int, Any]:
+        """Ours alone: what this server is and the seed of its randomness (a run replays with it)."""
+        return 200, {"implementation": IMPLEMENTATION, "version": VERSION, "seed": self.proxies.seed,
+                     "features": list(FEATURES)}
+
+    async def metrics(self, request: Request) -> tuple[int, Any]:
+        return 200, Response(200, self.proxies.metrics.render().encode(), METRICS_CONTENT_TYPE)
 
     async def reset(self, request: Request) -> tuple[int, Any]:
         await self.proxies.reset()
@@ -74,7 +128,7 @@ class ToxiproxyApi:
     async def populate(self, request: Request) -> tuple[int, Any]:
         try:
             proxies = await self.proxies.populate(_json(request))
-        except ApiError as exc:
+        except ApiError as exc:  # Toxiproxy answers this one as JSON, not through http.Error
             return exc.status, {"error": exc.message, "status": exc.status, "proxies": None}
         return 201, {"proxies": [proxy.to_json() for proxy in proxies]}
 
@@ -113,6 +167,14 @@ class ToxiproxyApi:
     async def toxic_delete(self, request: Request, proxy: str, toxic: str) -> tuple[int, Any]:
         self.proxies.get(proxy).toxics.remove(toxic)
         return 204, None
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()  # Go's encoding/json spacing
+
+
+def _error_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {"X-Content-Type-Options": "nosniff", **headers}
 
 
 def _json(request: Request) -> Any:

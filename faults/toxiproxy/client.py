@@ -50,6 +50,24 @@ class ToxiproxyClient:
                                    f"(last: {last})")
             time.sleep(0.05)
 
+    def server_features(self) -> frozenset[str]:
+        """What the server does beyond Toxiproxy's API (GET /faults/server, ours alone); a real Toxiproxy
+        answers 404 there and has none."""
+        try:
+            response = self._session.get(self.url + "/faults/server", timeout=self.timeout)
+        except requests.Timeout:
+            raise HarnessError(f"toxiproxy at {self.url} did not answer GET /faults/server within "
+                               f"{self.timeout:g}s") from None
+        except requests.RequestException as exc:
+            raise HarnessError(f"toxiproxy at {self.url} is unreachable (GET /faults/server): {_reason(exc)}") \
+                from None
+        if response.status_code == 404:
+            return frozenset()
+        try:
+            return frozenset(str(name) for name in response.json().get("features", []))
+        except (ValueError, AttributeError, TypeError):
+            return frozenset()
+
     def reset(self) -> None:
         """Enable every proxy and remove every toxic."""
         self._call("POST", "/reset")

@@ -126,7 +126,8 @@ async def _write(writer: asyncio.StreamWriter, response: Response, keep_alive: b
     status = http.HTTPStatus(response.status)
     lines = [f"{version if version == 'HTTP/1.0' else 'HTTP/1.1'} {status.value} {status.phrase}"]
     if response.status != 204:
-        lines.append(f"Content-Type: {response.content_type}")
+        if response.content_type:  # "" for none, as Go's bare 405
+            lines.append(f"Content-Type: {response.content_type}")
         lines.append(f"Content-Length: {len(response.body)}")
     lines.extend(f"{k}: {v}" for k, v in response.headers.items())
     lines.append("Connection: keep-alive" if keep_alive else "Connection: close")

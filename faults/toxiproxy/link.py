@@ -15,7 +15,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from .toxics.base import Chunk, ToxicStub
 
@@ -33,6 +33,7 @@ QUEUE_HIGH = 1 << 20
 QUEUE_LOW = 256 << 10
 WRITE_HIGH = 1 << 20
 WRITE_LOW = 256 << 10
+DIAL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ConnectionContext:
     seed: int
     toxic_specs: Callable[[str], list["ToxicSpec"]]
     forget: Callable[["Connection"], None]
+    counters: Callable[[str], list[int]] = lambda stream: [0, 0]  # [received, sent] bytes, for GET /metrics
 
 
 def toxic_random(seed: int, proxy: str, connection: int, stream: str, toxic: str, toxic_serial: int) -> random.Random:
@@ -71,8 +73,7 @@ class Side(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         if self._pauses:
             transport.pause_reading()
@@ -182,13 +183,17 @@ class Link:
         self._queued = 0
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
+        self.counts = connection.context.counters(stream)
 
     # input from the source socket
     def feed(self, data: bytes) -> None:
         if self.done:
             return
+        counts = self.counts
+        counts[0] += len(data)
         if self._pump is None and not self.active:
             self.dest.write(data)  # fast path
+            counts[1] += len(data)
             return
         self._queue.append(Chunk(data, self.connection.loop.time()))
         self._queued += len(data)
@@ -295,6 +300,7 @@ class Link:
             self._finish()
             return
         self.dest.write(chunk.data)
+        self.counts[1] += len(chunk.data)
         await self.dest.drained()
 
     def _finish(self) -> None:
@@ -344,7 +350,9 @@ class Connection:
     async def _dial_upstream(self) -> None:
         host, port = self.upstream_address
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: self.server, host, port), 30)
+            # asyncio.timeout, not wait_for: wait_for wraps the dial in a second task, for every connection.
+            async with asyncio.timeout(DIAL_TIMEOUT_S):
+                await self.loop.create_connection(lambda: self.server, host, port)
         except (OSError, asyncio.TimeoutError) as exc:
             log.warning("%s: unable to open connection to upstream %s:%s: %s", self.describe(), host, port, exc)
             self.abort()

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .link import STREAMS, Connection, ConnectionContext
+from .metrics import Metrics
 from .toxics import BadAttributes, Toxic, toxic_type
 
 log = logging.getLogger("toxiproxy")
@@ -51,8 +53,14 @@ class ToxicSpec:
     serial: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "stream": self.stream,
-                "toxicity": self.toxicity, "attributes": self.toxic.attributes()}
+        # Toxiproxy's field order (its ToxicWrapper embeds the attributes first)
+        return {"attributes": self.toxic.attributes(), "name": self.name, "type": self.type,
+                "stream": self.stream, "toxicity": _go_number(self.toxicity)}
+
+
+def _go_number(value: float) -> float | int:
+    """Go's encoding/json writes a whole float as 1, not 1.0."""
+    return int(value) if float(value).is_integer() else value
 
 
 def split_host_port(address: str, field: str) -> tuple[str, int]:
@@ -67,6 +75,42 @@ def split_host_port(address: str, field: str) -> tuple[str, int]:
 
 def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def resolve_listen(listen: str) -> str:
+    """`listen` as Go's net.ResolveTCPAddr spells it: a host name becomes its first IPv4 address
+    ("localhost:N" -> "127.0.0.1:N"); IP literals and an empty host stay as they are (":N")."""
+    host, port = split_host_port(listen, "listen")
+    if host in WILDCARDS:
+        return join_host_port(host, port) if host else f":{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return listen
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return join_host_port(infos[0][4][0], port)
+
+
+def same_listen(current: str, wanted: str) -> bool:
+    """Whether a proxy on `current` already listens where `wanted` asks, so populate keeps it (and its open
+    connections) and an update does not restart it. A wildcard is one socket however it is spelled:
+    "0.0.0.0:N", ":N" and "[::]:N" all bind "[::]:N". (Toxiproxy 2.12 compares the spellings, so its
+    populate of "0.0.0.0:N" replaces a running "[::]:N" and cuts its connections; ours does not.)"""
+    resolved = resolve_listen(wanted or ":0")
+    if resolved == current:
+        return True
+    host, port = split_host_port(resolved, "listen")
+    current_host, current_port = split_host_port(current or ":0", "listen")
+    return port != 0 and port == current_port and host in WILDCARDS and current_host in WILDCARDS
+
+
+def go_errno_text(exc: OSError) -> str:
+    """Go's spelling of an errno: the C library's message with a lower-case first letter."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
 
 
 def _number(value: Any, field: str) -> float:
@@ -107,7 +151,7 @@ class ToxicCollection:
     def add(self, body: Any) -> ToxicSpec:
         if not isinstance(body, dict):
             raise bad_body("want a JSON object")
-        stream = body.get("stream", "downstream")
+        stream = _given(body, "stream", "downstream")
         if stream not in STREAMS:
             raise ApiError(*INVALID_STREAM)
         type_name = body.get("type")
@@ -119,7 +163,7 @@ class ToxicCollection:
             raise ApiError(*INVALID_TOXIC_TYPE)
         if any(spec.name == name for spec in self._specs):
             raise ApiError(*TOXIC_EXISTS)
-        toxicity = _toxicity(body.get("toxicity", 1.0))
+        toxicity = _toxicity(_given(body, "toxicity", 1.0))
         attributes = body.get("attributes")
         toxic = self._build(kind, attributes, None, name)
         self._serial += 1
@@ -133,7 +177,7 @@ class ToxicCollection:
         old = self.get(name)
         if not isinstance(body, dict):
             raise bad_body("want a JSON object")
-        toxicity = _toxicity(body["toxicity"]) if "toxicity" in body else old.toxicity
+        toxicity = _toxicity(_given(body, "toxicity", old.toxicity))
         toxic = self._build(type(old.toxic), body.get("attributes"), old.toxic, name)
         new = dataclasses.replace(old, toxic=toxic, toxicity=toxicity)
         self._specs = [new if spec is old else spec for spec in self._specs]
@@ -168,9 +212,11 @@ class ToxicCollection:
 class Proxy:
     """A listener that dials `upstream` for each client and links the two through the toxics."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, name: str, listen: str, upstream: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, name: str, listen: str, upstream: str,
+                 metrics: Metrics | None = None) -> None:
         self.loop = loop
         self.seed = seed
+        self.metrics = metrics or Metrics()
         self.name = name
         self.listen = listen
         self.upstream = upstream
@@ -187,15 +233,18 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             return
-        host, port = split_host_port(self.listen, "listen")
+        split_host_port(self.listen or ":0", "listen")
         split_host_port(self.upstream, "upstream")
+        address = resolve_listen(self.listen or ":0")
         try:
-            sock = _listening_socket(host or "0.0.0.0", port)
+            sock = _listening_socket(*split_host_port(address, "listen"))
         except OSError as exc:
-            raise ApiError(500, f"listen tcp {self.listen}: {exc.strerror or exc}") from None
+            # Go's words: "listen tcp 127.0.0.1:3310: bind: address already in use"
+            raise ApiError(500, f"listen tcp {address}: bind: {go_errno_text(exc)}") from None
         self._server = await self.loop.create_server(self._accept, sock=sock)
         bound_host, bound_port = sock.getsockname()[:2]
-        self.listen = join_host_port(host or bound_host, bound_port)
+        # What Go's listener.Addr() answers: a wildcard listens on both stacks and reads "[::]:N".
+        self.listen = join_host_port(bound_host, bound_port)
         self.enabled = True
         log.info("proxy=%s: started, listen=%s upstream=%s", self.name, self.listen, self.upstream)
 
@@ -212,7 +261,7 @@ class Proxy:
 
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
         """Toxiproxy's rules: a new listen or upstream restarts the proxy; `enabled` starts or stops it."""
-        if listen != self.listen or upstream != self.upstream:
+        if not same_listen(self.listen, listen) or upstream != self.upstream:
             split_host_port(listen, "listen")
             split_host_port(upstream, "upstream")
             self.stop()
@@ -224,8 +273,10 @@ class Proxy:
 
     def _accept(self) -> asyncio.Protocol:
         self._serial += 1
+        listen, upstream, metrics = self.listen, self.upstream, self.metrics
         context = ConnectionContext(self.name, self._serial, self.seed, self.toxics.for_stream,
-                                    self.connections.discard)
+                                    self.connections.discard,
+                                    lambda stream: metrics.counters((stream, self.name, listen, upstream)))
         connection = Connection(self.loop, context, split_host_port(self.upstream, "upstream"))
         self.connections.add(connection)
         return connection.client
@@ -236,12 +287,31 @@ class Proxy:
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bind the way Go's net.Listen("tcp", ...) does: a wildcard (empty, 0.0.0.0 or ::) gets one dual-stack
+    IPv6 socket on "::" where the machine has IPv6, otherwise IPv4 "0.0.0.0"; a name means its IPv4 address."""
+    if host in WILDCARDS:
+        if socket.has_ipv6:
+            try:
+                return _bound(socket.AF_INET6, ("::", port), dual_stack=True)
+            except OSError as exc:
+                if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                    raise
+        return _bound(socket.AF_INET, ("0.0.0.0", port))
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # like Go, "localhost" means 127.0.0.1
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    family, _, _, _, address = infos[0]
+    return _bound(family, address)
+
+
+def _bound(family: int, address: tuple, dual_stack: bool = False) -> socket.socket:
+    # IPPROTO_TCP, not 0: accepted sockets inherit the proto, and asyncio sets TCP_NODELAY only on a socket
+    # whose proto reads IPPROTO_TCP. Without it Nagle holds a reply's second piece (aiohttp writes headers,
+    # then body) until the client's delayed ACK, ~40 ms later. Go sets TCP_NODELAY on every connection too.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dual_stack:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
         sock.listen(511)
         sock.setblocking(False)
@@ -254,9 +324,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 class ProxyCollection:
     """All proxies by name; the API's entry point."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, metrics: Metrics | None = None) -> None:
         self.loop = loop
         self.seed = seed
+        self.metrics = metrics or Metrics()
         self.proxies: dict[str, Proxy] = {}
 
     def get(self, name: str) -> Proxy:
@@ -269,11 +340,11 @@ class ProxyCollection:
         name, listen, upstream, enabled = _proxy_fields(body, 0)
         if name in self.proxies:
             raise ApiError(*PROXY_EXISTS)
-        proxy = Proxy(self.loop, self.seed, name, listen, upstream)
+        proxy = Proxy(self.loop, self.seed, name, listen, upstream, self.metrics)
         if enabled:
             await proxy.start()
         else:
-            split_host_port(listen, "listen")
+            split_host_port(listen or ":0", "listen")
             split_host_port(upstream, "upstream")
         self.proxies[name] = proxy
         return proxy
@@ -290,13 +361,13 @@ class ProxyCollection:
         result = []
         for name, listen, upstream, enabled in wanted:
             existing = self.proxies.get(name)
-            if existing is not None and existing.listen == listen and existing.upstream == upstream:
+            if existing is not None and same_listen(existing.listen, listen) and existing.upstream == upstream:
                 result.append(existing)
                 continue
             if existing is not None:
                 existing.stop()
                 del self.proxies[name]
-            proxy = Proxy(self.loop, self.seed, name, listen, upstream)
+            proxy = Proxy(self.loop, self.seed, name, listen, upstream, self.metrics)
             if enabled:
                 await proxy.start()
             self.proxies[name] = proxy
@@ -307,9 +378,10 @@ class ProxyCollection:
         proxy = self.get(name)
         if not isinstance(body, dict):
             raise bad_body("want a JSON object")
-        listen = body.get("listen", proxy.listen)
-        upstream = body.get("upstream", proxy.upstream)
-        enabled = body.get("enabled", proxy.enabled)
+        # Go decodes into a copy of the proxy: a missing or null field keeps the current value.
+        listen = _given(body, "listen", proxy.listen) or ":0"
+        upstream = _given(body, "upstream", proxy.upstream)
+        enabled = _given(body, "enabled", proxy.enabled)
         if not isinstance(listen, str) or not isinstance(upstream, str) or not isinstance(enabled, bool):
             raise bad_body("listen and upstream must be strings, enabled a boolean")
         await proxy.update(listen, upstream, enabled)
@@ -336,12 +408,18 @@ def _proxy_fields(body: Any, index: int) -> tuple[str, str, str, bool]:
     where = f" at proxy {index}" if index else ""
     if not isinstance(body, dict):
         raise bad_body(f"want a JSON object{where}")
-    name, listen = body.get("name") or "", body.get("listen") or ""
-    upstream, enabled = body.get("upstream") or "", body.get("enabled", True)
+    # As Go's decoder: null is the same as leaving the field out (toxiproxy-ruby sends "enabled": nil).
+    name, listen = _given(body, "name", ""), _given(body, "listen", "")
+    upstream, enabled = _given(body, "upstream", ""), _given(body, "enabled", True)
     if not all(isinstance(v, str) for v in (name, listen, upstream)) or not isinstance(enabled, bool):
         raise bad_body(f"name, listen and upstream must be strings, enabled a boolean{where}")
     if not name:
         raise ApiError(400, f"missing required field: name{where}")
     if not upstream:
         raise ApiError(400, f"missing required field: upstream{where}")
-    return name, listen or "0.0.0.0:0", upstream, enabled
+    return name, listen, upstream, enabled
+
+
+def _given(body: dict[str, Any], key: str, default: Any) -> Any:
+    value = body.get(key)
+    return default if value is None else value

@@ -17,8 +17,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .api import ToxiproxyApi
+from .api import VERSION, ToxiproxyApi
 from .httpd import serve
+from .metrics import Metrics
 from .proxy import ApiError, ProxyCollection
 
 log = logging.getLogger("toxiproxy")
@@ -27,14 +28,15 @@ log = logging.getLogger("toxiproxy")
 class ToxiproxyServer:
     """The HTTP API plus the proxies it manages, on one event loop."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, metrics: Metrics | None = None) -> None:
         self.seed = seed
+        self.metrics = metrics or Metrics()
         self.proxies: ProxyCollection | None = None
         self._http: asyncio.AbstractServer | None = None
         self.port = 0
 
     async def start(self, host: str, port: int, config: Any = None) -> None:
-        self.proxies = ProxyCollection(asyncio.get_running_loop(), self.seed)
+        self.proxies = ProxyCollection(asyncio.get_running_loop(), self.seed, self.metrics)
         if config is not None:
             populated = await self.proxies.populate(config)
             log.info("populated %d proxies from config", len(populated))
@@ -77,10 +79,11 @@ class ServerThread:
         self.stop()
 
 
-def serve_in_thread(host: str = "127.0.0.1", port: int = 0, seed: int = 0, timeout_s: float = 5.0) -> ServerThread:
+def serve_in_thread(host: str = "127.0.0.1", port: int = 0, seed: int = 0, timeout_s: float = 5.0,
+                    metrics: Metrics | None = None) -> ServerThread:
     """Start a server in a background thread and return once its API listens."""
     loop = asyncio.new_event_loop()
-    server = ToxiproxyServer(seed)
+    server = ToxiproxyServer(seed, metrics)
     started = threading.Event()
     failure: list[BaseException] = []
 
@@ -123,11 +126,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", "-seed", type=int, default=None,
                         help="seed for all randomness (jitter, toxicity, slicer); default: random, logged")
     parser.add_argument("--config", "-config", default=None, help="JSON file of proxies to populate at startup")
+    # Go's flag package takes a bool as -flag or -flag=true|false.
+    parser.add_argument("--proxy-metrics", "-proxy-metrics", nargs="?", const=True, default=False, type=_go_bool,
+                        help="serve toxiproxy_proxy_* byte counters on GET /metrics")
+    parser.add_argument("--runtime-metrics", "-runtime-metrics", nargs="?", const=True, default=False,
+                        type=_go_bool, help="serve process_* metrics on GET /metrics")
+    parser.add_argument("--version", "-version", nargs="?", const=True, default=False, type=_go_bool,
+                        help="print the version and exit")
     return parser.parse_args(argv)
+
+
+def _go_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.version:
+        print(f"toxiproxy-server version {VERSION}")  # Toxiproxy's words, for scripts that check them
+        return 0
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logging.basicConfig(stream=sys.stdout, level=level if level in logging.getLevelNamesMapping() else "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -141,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"toxiproxy: cannot read config {args.config}: {exc}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(_serve_forever(args.host, args.port, seed, config))
+        asyncio.run(_serve_forever(args.host, args.port, seed, config,
+                                   Metrics(args.proxy_metrics, args.runtime_metrics)))
     except ApiError as exc:
         print(f"toxiproxy: config {args.config}: {exc.message}", file=sys.stderr)
         return 2
@@ -151,8 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _serve_forever(host: str, port: int, seed: int, config: Any) -> None:
-    server = ToxiproxyServer(seed)
+async def _serve_forever(host: str, port: int, seed: int, config: Any, metrics: Metrics) -> None:
+    server = ToxiproxyServer(seed, metrics)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,11 +12,13 @@ import pytest
 from faults.toxiproxy.client import ToxiproxyClient
 from faults.toxiproxy.server import serve_in_thread
 from harness.errors import HarnessError
+from tests.toxiproxy_servers import SERVERS, running_server
 
 
-@pytest.fixture()
-def client() -> Iterator[ToxiproxyClient]:
-    with serve_in_thread(seed=1) as running, ToxiproxyClient(running.url, timeout=2.0) as toxiproxy:
+@pytest.fixture(params=SERVERS)
+def client(request: pytest.FixtureRequest) -> Iterator[ToxiproxyClient]:
+    """Ours, and a real Toxiproxy too when TOXIPROXY_SERVER names one: the harness's client speaks to both."""
+    with running_server(request.param) as url, ToxiproxyClient(url, timeout=2.0) as toxiproxy:
         yield toxiproxy
 
 
@@ -86,10 +88,11 @@ def test_api_errors_become_one_readable_line(client: ToxiproxyClient, call, stat
 
 
 def test_names_are_quoted_into_paths(client: ToxiproxyClient) -> None:
-    client.create_proxy("a b/c", "127.0.0.1:0", "127.0.0.1:1")
-    assert client.get_proxy("a b/c")["name"] == "a b/c"
-    client.add_toxic("a b/c", "latency", name="x/y", latency=1)
-    client.remove_toxic("a b/c", "x/y")
+    # No "/" in names: Toxiproxy's router matches the decoded path, so such a proxy cannot be addressed there.
+    client.create_proxy("a b%c?", "127.0.0.1:0", "127.0.0.1:1")
+    assert client.get_proxy("a b%c?")["name"] == "a b%c?"
+    client.add_toxic("a b%c?", "latency", name="x y#", latency=1)
+    client.remove_toxic("a b%c?", "x y#")
 
 
 def free_port() -> int:
@@ -148,3 +151,72 @@ def test_wait_ready_says_what_it_waited_for(silent_server: str) -> None:
 def test_wait_ready_returns_once_the_server_answers() -> None:
     with serve_in_thread() as running:
         assert ToxiproxyClient(running.url).wait_ready(5.0).startswith("2.")
+
+
+
+def test_server_features_are_ours_and_a_real_toxiproxy_has_none(request: pytest.FixtureRequest,
+                                                                 client: ToxiproxyClient) -> None:
+    features = client.server_features()
+    if request.node.callspec.params["client"] == "real":
+        assert features == frozenset()  # 404 at /faults/server
+    else:
+        assert {"seeded-randomness", "half-close", "reset-peer-on-open-connections"} <= features
+
+
+class _Client:
+    url = "http://proxy:8474"
+
+    def __init__(self, features: frozenset[str]) -> None:
+        self.features = features
+
+    def server_features(self) -> frozenset[str]:
+        return self.features
+
+
+def test_a_fault_that_needs_what_real_toxiproxy_lacks_says_so() -> None:
+    from faults.link import ResetPeer
+
+    with pytest.raises(HarnessError) as error:
+        ResetPeer.check_proxy(_Client(frozenset()))
+    message = one_line(error)
+    assert message.startswith("reset-peer: ") and "'reset-peer-on-open-connections'" in message
+    ResetPeer.check_proxy(_Client(frozenset({"reset-peer-on-open-connections"})))  # ours: no complaint
+
+
+class _Stack:
+    """Just enough of a Stack for a fault's check_stack: the proxy's API port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def host_port(self, node: str, port: int) -> int:
+        assert node == "proxy"
+        return self.port
+
+
+def test_check_stack_asks_the_stacks_proxy_before_a_run() -> None:
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from faults.link import Latency, ResetPeer
+
+    class RealLike(BaseHTTPRequestHandler):  # a real Toxiproxy: nothing at /faults/server
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    real_like = HTTPServer(("127.0.0.1", 0), RealLike)
+    threading.Thread(target=real_like.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(HarnessError) as error:
+            ResetPeer.check_stack(_Stack(real_like.server_address[1]))
+        assert one_line(error).startswith("reset-peer: the proxy at http://127.0.0.1:")
+        Latency.check_stack(_Stack(real_like.server_address[1]))  # needs nothing beyond Toxiproxy
+    finally:
+        real_like.shutdown()
+        real_like.server_close()
+    with serve_in_thread() as ours:
+        ResetPeer.check_stack(_Stack(ours.server.port))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import REGISTRY, BadAttributes, Chunk, Toxic, ToxicStub, register
-from . import bandwidth, latency, limit_data, reset_peer, slicer, slow_close, timeout  # noqa: F401  (register)
+from . import bandwidth, latency, limit_data, noop, reset_peer, slicer, slow_close, timeout  # noqa: F401
 
 __all__ = ["REGISTRY", "BadAttributes", "Chunk", "Toxic", "ToxicStub", "register", "toxic_type"]
 
