@@ -94,19 +94,6 @@ def resolve_listen(listen: str) -> str:
     return join_host_port(infos[0][4][0], port)
 
 
-def same_listen(current: str, wanted: str) -> bool:
-    """Whether a proxy on `current` already listens where `wanted` asks, so populate keeps it (and its open
-    connections) and an update does not restart it. A wildcard is one socket however it is spelled:
-    "0.0.0.0:N", ":N" and "[::]:N" all bind "[::]:N". (Toxiproxy 2.12 compares the spellings, so its
-    populate of "0.0.0.0:N" replaces a running "[::]:N" and cuts its connections; ours does not.)"""
-    resolved = resolve_listen(wanted or ":0")
-    if resolved == current:
-        return True
-    host, port = split_host_port(resolved, "listen")
-    current_host, current_port = split_host_port(current or ":0", "listen")
-    return port != 0 and port == current_port and host in WILDCARDS and current_host in WILDCARDS
-
-
 def go_errno_text(exc: OSError) -> str:
     """Go's spelling of an errno: the C library's message with a lower-case first letter."""
     text = exc.strerror or str(exc)
@@ -261,7 +248,7 @@ class Proxy:
 
     async def update(self, listen: str, upstream: str, enabled: bool) -> None:
         """Toxiproxy's rules: a new listen or upstream restarts the proxy; `enabled` starts or stops it."""
-        if not same_listen(self.listen, listen) or upstream != self.upstream:
+        if resolve_listen(listen) != self.listen or upstream != self.upstream:
             split_host_port(listen, "listen")
             split_host_port(upstream, "upstream")
             self.stop()
@@ -361,7 +348,8 @@ class ProxyCollection:
         result = []
         for name, listen, upstream, enabled in wanted:
             existing = self.proxies.get(name)
-            if existing is not None and same_listen(existing.listen, listen) and existing.upstream == upstream:
+            if existing is not None and existing.listen == resolve_listen(listen or ":0") \
+                    and existing.upstream == upstream:
                 result.append(existing)
                 continue
             if existing is not None:
