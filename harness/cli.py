@@ -167,6 +167,38 @@ def cmd_search(args) -> int:
     return 0 if found.failure is None else 1
 
 
+def cmd_soak(args) -> int:
+    """A long run with faults drawn at random intervals; the schedule is saved before it starts."""
+    import json
+    from pathlib import Path
+
+    from harness.scenario import Scenario, WorkloadSpec, run_scenario, safe_name
+    from harness.soak import parse_duration, parse_span, soak_schedule
+    from stack.stack import Stack
+
+    duration = parse_duration(args.duration)
+    interval, window = parse_span(args.interval, "--interval"), parse_span(args.window, "--window")
+    faults = [f for f in args.faults.split(",") if f]
+    stack = Stack(args.topology, seed=args.seed)  # no container yet: the topology is plain data
+    steps = soak_schedule(stack.topology, faults, duration, interval, window, seed=args.seed, overlap=args.overlap)
+    scenario = Scenario(name=f"soak-{stack.topology.name}-{args.seed}", schedule=steps,
+                        workload=WorkloadSpec(clients=args.clients, rate=args.rate, duration_s=duration),
+                        drain_s=args.drain)
+    scenario.validate(stack.topology)
+    saved = Path(args.report_dir) / f"{safe_name(scenario.name)}.scenario.json"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(scenario.to_data(), indent=2) + "\n")
+    kinds = sorted({s["fault"] for s in steps})
+    say(f"[soak] {len(steps)} fault steps of {len(kinds)} kinds ({', '.join(kinds)}) over {duration:.0f}s; "
+        f"schedule saved to {saved} (replay: chaos-harness replay {saved} --topology {args.topology} "
+        f"--seed {args.seed})")
+    with stack:
+        result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
+    print(result.verdict.summary())
+    print(f"report: {result.report_dir}")
+    return result.verdict.exit_code
+
+
 def deploy_overrides(specs: list[str], topology) -> dict[str, dict[str, str]]:
     """`--deploy TARGET:KEY=VALUE` (repeatable) as node -> env; TARGET is a node, a role of the stack file
     or its plural (`workers`)."""
@@ -273,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--report-dir", default="chaos-reports")
     search.set_defaults(func=cmd_search)
+
+    soak = sub.add_parser("soak", help="a long run with faults drawn at random intervals (a nemesis package), "
+                                       "judged at the end (exit 0 valid, 1 invalid, 2 unknown)")
+    soak.add_argument("--topology", "--stack", default="default", help="a shipped stack (default, small) or a file")
+    soak.add_argument("--duration", default="30m", help="how long the workload and the faults run (2h, 30m, 90s)")
+    soak.add_argument("--faults", default=",".join(("partition", "kill", "pause", "latency", "link-down",
+                                                     "redis-failover", "cpu-starve", "dns-fail")),
+                      help="comma-separated faults to draw from")
+    soak.add_argument("--interval", default="10..30s", help="seconds between one fault's heal and the next inject")
+    soak.add_argument("--window", default="5..15s", help="how long each fault lasts")
+    soak.add_argument("--overlap", action="store_true", help="count intervals from the previous inject, so "
+                                                             "windows may overlap")
+    soak.add_argument("--clients", type=int, default=4)
+    soak.add_argument("--rate", type=float, default=20.0, help="requests per second, all clients together")
+    soak.add_argument("--drain", type=float, default=90.0, help="seconds to wait for deliveries at the end")
+    soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--report-dir", default="chaos-reports")
+    soak.set_defaults(func=cmd_soak)
 
     check = sub.add_parser("check", help="judge a stored history again (exit 0 valid, 1 invalid, 2 unknown)")
     check.add_argument("file")

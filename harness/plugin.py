@@ -253,6 +253,50 @@ def chaos_replay_file(request) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------- soak runs
+# `chaos_soak(...)` draws a nemesis package over a long run (harness.soak) and runs it on the session
+# stack; its length comes from --chaos-soak-duration. tests/soak holds the nightly soak (not in testpaths).
+
+@pytest.hookimpl(specname="pytest_addoption")
+def pytest_addoption_soak(parser) -> None:
+    group = parser.getgroup("chaos", "dispatch chaos harness")
+    group.addoption("--chaos-soak-duration", dest="chaos_soak_duration", default=None,
+                    help="how long chaos_soak runs (2h, 30m, 90s) (ini: chaos_soak_duration; default '30m')")
+    parser.addini("chaos_soak_duration", "how long chaos_soak runs", default="30m")
+
+
+@pytest.hookimpl(specname="pytest_configure")
+def pytest_configure_soak(config) -> None:
+    config.addinivalue_line("markers", "soak: a long soak run (tests/soak; not in the default test paths)")
+
+
+@pytest.fixture
+def chaos_soak(request, chaos_run, chaos_stack, chaos_report_dir):
+    """`chaos_soak(faults=[...], interval=(10, 30), window=(5, 15), overlap=False, duration_s=None)` draws a
+    soak schedule with the session's seed, saves it, runs it with the workload all along; a `RunResult`."""
+    import json
+
+    from harness.scenario import Scenario, WorkloadSpec, safe_name
+    from harness.soak import DEFAULT_FAULTS, parse_duration, soak_schedule
+
+    seed = int(option(request.config, "chaos_seed"))
+
+    def soak(faults=DEFAULT_FAULTS, interval=(10, 30), window=(5, 15), overlap=False, duration_s=None,
+             rate=20.0, clients=4, drain_s=90.0):
+        duration = duration_s or parse_duration(option(request.config, "chaos_soak_duration"),
+                                                "--chaos-soak-duration")
+        steps = soak_schedule(chaos_stack.topology, list(faults), duration, interval, window, seed=seed,
+                              overlap=overlap)
+        scenario = Scenario(name="soak", schedule=steps, drain_s=drain_s,
+                            workload=WorkloadSpec(clients=clients, rate=rate, duration_s=duration))
+        saved = chaos_report_dir / f"{safe_name(request.node.nodeid)}.scenario.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(scenario.to_data(), indent=2) + "\n")
+        return chaos_run(scenario)
+
+    return soak
+
+
 @pytest.fixture
 def chaos_seed(request) -> int:
     return int(option(request.config, "chaos_seed"))

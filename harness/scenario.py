@@ -138,6 +138,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
                  progress: Callable[[str], None] | None = None) -> RunResult:
     from harness.checkers.facts import load_with_facts
     from harness.history import HistoryWriter
+    from harness.healthwatch import HealthWatcher
     from harness.observer import DeliveryObserver
     from harness.progress import Ticker, progress_to
     from harness.runner import run_schedule
@@ -170,11 +171,12 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     sink = f"http://127.0.0.1:{stack.host_port(provider.node, provider.port)}"
     history_path = report_dir / "history.jsonl"
     spec = scenario.workload
-    with HistoryWriter(history_path) as writer:
+    with HistoryWriter(history_path) as writer, HealthWatcher(stack, writer) as watcher:
         observer = DeliveryObserver(sink, writer)
         workload = Workload(api, writer, client=client, clients=spec.clients, rate=spec.rate, duration=spec.duration_s,
                             campaign_share=spec.campaign_share, campaign_size=spec.campaign_size, seed=seed,
                             run_id=f"{safe_name(scenario.name)[-20:]}-{seed}-{secrets.token_hex(3)}")
+        watcher.start()  # what each service says of its health, for the `health` checker
         observer.start(interval_s=1.0)
         workload.start()
         try:
@@ -200,6 +202,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
             "neither delivered nor parked")
         if missing:
             observer.record_parked(parked_ids(stack))
+        watcher.stop()  # before the drain's end is judged; exiting the block stops it too
         observer.close()
     verdict = check(load_with_facts(history_path), late_bound_s=scenario.late_bound_s)
     (report_dir / "verdict.json").write_text(verdict.to_json())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.checkers import CHECKERS, LATE_BOUND_S, CheckResult, FaultWindow, Status, facts_of
+from harness.checkers import CHECKERS, HEALTH_BOUND_S, LATE_BOUND_S, CheckResult, FaultWindow, Status, facts_of
 from harness.checkers.facts import NS, load_with_facts
 from harness.errors import HarnessError
 from harness.history import History, Op, as_history, gc_paused
@@ -81,14 +81,15 @@ def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def check(history: History | Iterable[Op], *, late_bound_s: float = LATE_BOUND_S) -> Verdict:
+def check(history: History | Iterable[Op], *, late_bound_s: float = LATE_BOUND_S,
+          health_bound_s: float = HEALTH_BOUND_S, max_unavailable: float | None = None) -> Verdict:
     """Run every checker; invalid if any invariant is violated, else unknown if any is undecided."""
     history = as_history(history)
+    options = {"late": {"late_bound_s": late_bound_s}, "health": {"bound_s": health_bound_s},
+               "availability": {"max_unavailable": max_unavailable}}
     with gc_paused():
         facts = facts_of(history)
-        results = {name: (checker(history, late_bound_s=late_bound_s) if name == "late"
-                          else checker(history))
-                   for name, checker in CHECKERS.items()}
+        results = {name: checker(history, **options.get(name, {})) for name, checker in CHECKERS.items()}
     statuses = {r.status for r in results.values()}
     status: Status = ("invalid" if "invalid" in statuses
                       else "unknown" if "unknown" in statuses else "valid")

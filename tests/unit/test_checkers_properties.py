@@ -146,6 +146,8 @@ def scenarios(draw, exactly_once: bool = False, free: bool = False) -> Scenario:
         "late": {m for m in acked if fate_of[m] == "late"},
         "recovered": {m for m in delivered if m not in acked},
         "parked": {m for m, f in fate_of.items() if f.startswith("parked")},
+        "health": set(),  # no service health in these histories (tests/unit/test_health_checker.py)
+        "availability": set(),  # a measure: it names no message
     }
     violated = expected["duplicated"] or expected["unexpected"] or expected["late"]
     status = ("invalid" if violated or (lost and drained)
@@ -224,7 +226,7 @@ def reference(ops: list[Op], bound_s: float) -> tuple[dict[str, set[str]], str, 
     drained = any(o.f == "drain" and o.type == "ok" for o in ops)
     result = {name: set() for name in
               ("lost", "stuck", "duplicated", "unexpected", "late", "recovered", "parked",
-               "recovered_refused")}
+               "recovered_refused", "health", "availability")}  # no health ops; availability names no id
     latencies = []
     for m in ids:
         ds = deliveries(m)
