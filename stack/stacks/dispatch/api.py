@@ -150,6 +150,9 @@ class Publisher:
                 exchange.publish(amqp_message, self.routing_key, mandatory=True), self.confirm_timeout)
         except aio_pika.exceptions.PublishError:
             return 503, f"unroutable: no queue bound to {broker.EXCHANGE}/{self.routing_key}"
+        except aiormq.exceptions.DeliveryError:
+            # a nack (say, a queue at its length limit with reject-publish): the broker did not take it
+            return 503, "broker nacked the message"
         except asyncio.TimeoutError:
             return 504, f"no broker confirm within {self.confirm_timeout:g}s: outcome unknown"
         except aiormq.exceptions.ChannelInvalidStateError as exc:
