@@ -31,7 +31,7 @@ STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
 SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
 TOP_KEYS = ("name", "services")
-CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset")
+CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset", "incidents")
 INFRA_KEYS = ("x-kind", "deploy")
 SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
                 "x-role")
