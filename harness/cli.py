@@ -180,11 +180,13 @@ def cmd_run(args) -> int:
     for missed in result.missed:
         print(f"warning: step {missed.get('step')} {missed.get('fault')} took no effect: "
               f"{missed.get('error') or 'no effect'} (a verdict over faults that hit nothing proves nothing)")
+    found = result.violations()
     if args.variant == "vulnerable":
-        found = result.violations()
-        shown = "yes" if expect <= found and not result.missed else "no"
-        print(f"expected: red ({', '.join(sorted(expect))}); found: {result.status} "
-              f"({', '.join(sorted(found)) or 'no violation'}); as expected: {shown}")
+        wanted, came = f"red ({', '.join(sorted(expect))})", expect <= found
+    else:
+        wanted, came = "green (valid)", result.status == "valid"
+    print(f"expected: {wanted}; found: {result.status} ({', '.join(sorted(found)) or 'no violation'}); "
+          f"as expected: {'yes' if came and not result.missed else 'no'}")
     print(f"report: {result.report_dir}")
     return result.verdict.exit_code
 
