@@ -115,6 +115,10 @@ def test_an_own_stack_binds_slots_to_its_names():
     assert broker.deploy == {"mailer1": {"MAILER_FLAGS": "no-reconnect"}, "mailer2": {"MAILER_FLAGS": "no-reconnect"}}
     zk, _ = build("zk-blip", topology, "vulnerable")
     assert zk.schedule[0]["targets"] == ["plan:zookeeper"] and zk.deploy == {"planner": {"PLANNER_FENCE": "off"}}
+    from stack.model import describe
+
+    assert "  incidents: slots senders=mailer/out, leader=planner/plan, api=gateway; inputs redis-failover bug; " \
+           "broker-drops bug; zk-blip bug" in describe(topology)
     # the command line overrides the file: a slot by one name, an input's env as a whole
     over, _ = build("redis-failover", topology, "vulnerable", bind={"senders": "planner"},
                     inputs={"bug": {"OTHER": "1"}})
