@@ -1,4 +1,4 @@
-"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, search, report, stack.
+"""The `chaos-harness` command: images, up, status, down, clean, smoke, check, replay, run, search, report, stack.
 
 Every user mistake (Docker down, unknown topology, port in use, bad file) ends as one line on stderr
 and a non-zero exit, never a traceback.
@@ -148,6 +148,49 @@ def cmd_replay(args) -> int:
     return result.verdict.exit_code
 
 
+def cmd_run(args) -> int:
+    """Run a packaged incident (`incident:NAME`) in one variant against a fresh stack and judge it."""
+    from harness.incidents import all_incidents, build
+    from harness.incidents.base import parse_pairs
+    from harness.scenario import run_scenario
+    from stack.stack import Stack
+
+    if args.list:
+        for incident in all_incidents().values():
+            print(incident.line())
+        return 0
+    if not args.what:
+        raise HarnessError("run what? `chaos-harness run incident:NAME --stack FILE`, or `run --list`")
+    kind, sep, name = args.what.partition(":")
+    if kind != "incident" or not sep or not name:
+        raise HarnessError(f"run {args.what!r}: expected incident:NAME (`chaos-harness run --list` lists them; "
+                           "a scenario file is run with `chaos-harness replay FILE`)")
+    bind = dict(parse_pairs(args.bind, "--bind"))
+    inputs: dict[str, dict[str, str]] = {}
+    for key, assignment in parse_pairs(args.input, "--input", sep=":"):
+        var, eq, value = assignment.partition("=")
+        if not eq or not var:
+            raise HarnessError(f"--input {key}:{assignment!r}: expected NAME:KEY=VALUE")
+        inputs.setdefault(key, {})[var] = value
+    stack = Stack(args.topology, seed=args.seed)  # no container yet: the topology is plain data
+    scenario, expect = build(name, stack.topology, args.variant, bind=bind, inputs=inputs)  # refused here
+    with stack:
+        result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
+    print(result.verdict.summary())
+    for missed in result.missed:
+        print(f"warning: step {missed.get('step')} {missed.get('fault')} took no effect: "
+              f"{missed.get('error') or 'no effect'} (a verdict over faults that hit nothing proves nothing)")
+    found = result.violations()
+    if args.variant == "vulnerable":
+        wanted, came = f"red ({', '.join(sorted(expect))})", expect <= found
+    else:
+        wanted, came = "green (valid)", result.status == "valid"
+    print(f"expected: {wanted}; found: {result.status} ({', '.join(sorted(found)) or 'no violation'}); "
+          f"as expected: {'yes' if came and not result.missed else 'no'}")
+    print(f"report: {result.report_dir}")
+    return result.verdict.exit_code
+
+
 def cmd_search(args) -> int:
     """Search generated fault schedules on a fresh stack; save and print the shrunk failing one."""
     from harness.generate import fault_names
@@ -209,7 +252,7 @@ def deploy_overrides(specs: list[str], topology) -> dict[str, dict[str, str]]:
         target, sep, assignment = spec.partition(":")
         key, eq, value = assignment.partition("=")
         if not sep or not eq or not key:
-            raise HarnessError(f"--deploy {spec!r}: expected TARGET:KEY=VALUE, e.g. workers:CHAOS_SWITCHES=worker-reject-drop")
+            raise HarnessError(f"--deploy {spec!r}: expected TARGET:KEY=VALUE, e.g. workers:FEATURE_FLAGS=new-retry")
         role = _role(target, topology)
         nodes = topology.names(role) if role else [target] if target in {n.name for n in topology.nodes} else []
         if not nodes or not _is_node_target(target, topology):
@@ -291,11 +334,30 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--report-dir", default="chaos-reports")
     replay.set_defaults(func=cmd_replay)
 
+    run = sub.add_parser("run", help="run a packaged incident against a fresh stack and judge it (exit 0 valid, "
+                                     "1 invalid, 2 unknown); `run --list` lists them")
+    run.add_argument("what", nargs="?", metavar="incident:NAME")
+    run.add_argument("--list", action="store_true", help="list the packaged incidents, one line each")
+    run.add_argument("--topology", "--stack", dest="topology", default="default", metavar="FILE",
+                     help="a stack file, or a shipped stack's name (default, small)")
+    run.add_argument("--variant", choices=("vulnerable", "hardened"), default="hardened",
+                     help="hardened (default): the app as the stack file runs it, expected valid; vulnerable: its "
+                          "bug switched on (x-chaos.incidents.NAME.bug), expected red")
+    run.add_argument("--bind", action="append", default=[], metavar="SLOT=TARGET",
+                     help="bind an incident slot (senders, leader, api) to a role and client group, over the "
+                          "stack file's x-chaos.incidents.slots (repeatable)")
+    run.add_argument("--input", action="append", default=[], metavar="NAME:KEY=VALUE",
+                     help="an input's env (bug, misconfig), over the stack file's (repeatable; the variables "
+                          "given for one input replace the file's for it)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--report-dir", default="chaos-reports")
+    run.set_defaults(func=cmd_run)
+
     search = sub.add_parser("search", help="run generated fault schedules, shrink a failing one and save it "
                                            "(exit 0 nothing found, 1 found)")
     search.add_argument("--deploy", action="append", default=[], metavar="TARGET:KEY=VALUE",
                         help="deploy an environment override before the search, on a node or every node of a "
-                             "role, e.g. workers:CHAOS_SWITCHES=worker-reject-drop (repeatable; default: the "
+                             "role, e.g. workers:FEATURE_FLAGS=new-retry (repeatable; default: the "
                              "stack file's spec)")
     search.add_argument("--profile", default="ci", help="ci (few schedules: up to 3 steps within 16 s, short "
                                                        "faults) or nightly (many: up to 10 steps over 60 s, every fault)")

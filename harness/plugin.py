@@ -3,7 +3,8 @@
 Options (each with an ini twin): --chaos-topology, --chaos-stack, --chaos-seed, --chaos-keep, --chaos-report-dir,
 --chaos-replay. Fixtures: `chaos_stack` (one stack per session, reset before each scenario),
 `chaos_run` (run a `Scenario`, write its history, schedule and verdict under the report directory),
-`chaos_check` (fail the test with the verdict's human summary and the command that replays it).
+`chaos_check` (fail the test with the verdict's human summary and the command that replays it),
+`chaos_incident` (run and check a packaged incident: `chaos_incident("zk-blip", "vulnerable")`).
 Each run leaves report.html in its directory and its verdict, violations, report and replay
 command as test-case properties (`--junitxml`); the session ends with index.html at the root.
 
@@ -184,6 +185,27 @@ def chaos_check():
                         f"(verdict {verdict.status})\n{detail}", pytrace=False)
 
     return check
+
+
+@pytest.fixture
+def chaos_incident(chaos_stack, chaos_run, chaos_check):
+    """`chaos_incident("zk-blip", "vulnerable")` runs a packaged incident (harness/incidents) on the session
+    stack, bound by its stack file's x-chaos.incidents (`bind=`, `inputs=` override), and checks it: the
+    vulnerable variant must show the incident's violations, the hardened one none. Returns the `RunResult`."""
+    from harness.errors import HarnessError
+    from harness.incidents import build
+
+    def run(name: str, variant: str = "hardened", *, bind: dict[str, str] | None = None,
+            inputs: dict[str, dict[str, str]] | None = None):
+        try:
+            scenario, expect = build(name, chaos_stack.topology, variant, bind=bind, inputs=inputs)
+        except HarnessError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        result = chaos_run(scenario)
+        chaos_check(result, expect=set(expect) if variant == "vulnerable" else None)
+        return result
+
+    return run
 
 
 def _row(item, result):

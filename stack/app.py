@@ -18,6 +18,9 @@ The engine knows no particular app. A stack file says:
       reset:                  # between runs: these services stop, the steps run, they start again
         stop: [scheduler, worker]
         steps: [...]
+      incidents:              # optional: what the packaged incidents (harness/incidents) need of this app
+        slots: {senders: workers, leader: scheduler, api: api}   # or {nodes: ROLE, links: GROUP}
+        sender-deploy: {bug: {APP_FLAGS: reject-drop}}           # input -> the env it deploys
 
 A step is one of `{amqp_purge: [QUEUE...]}`, `{redis_flush: true}`, `{exec: {node: N, command: [...],
 timeout: S}}`, `{http: {node: N, port: P, method: POST, path: /x}}`, or `{python: "module:function"}`
@@ -119,8 +122,27 @@ class App:
     setup: tuple[Step, ...] = ()
     reset_stop: tuple[str, ...] = ()  # node names stopped while the reset steps run
     reset: tuple[Step, ...] = ()
-    base_dir: str = "."
-    queues: tuple[str, ...] = ()  # quorum queues the app works from  # the stack file's directory: `python` steps' modules are looked up there first
+    base_dir: str = "."  # the stack file's directory: `python` steps' modules are looked up there first
+    queues: tuple[str, ...] = ()  # quorum queues the app works from
+    incidents: "IncidentBindings | None" = None  # x-chaos.incidents
+
+
+@dataclass(frozen=True)
+class SlotBinding:
+    """What an incident's slot (`senders`, `leader`, `api`) names in this stack: a node target (a role, its
+    plural, a service or a node) and a client group of `x-chaos.links`; `where` is file:line."""
+
+    nodes: str
+    links: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentBindings:
+    """`x-chaos.incidents`: slot bindings, and per incident the env each of its inputs deploys."""
+
+    slots: dict[str, SlotBinding] = field(default_factory=dict)
+    inputs: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # incident -> input -> env
 
 
 @dataclass
@@ -132,7 +154,7 @@ class _Ctx:
 
 def parse_app(chaos: dict, services: dict, located, base_dir: str) -> App | None:
     """The app block of `x-chaos`, checked against the file's services; None when it has none."""
-    keys = ("client", "provider", "parked", "queues", "setup", "reset")
+    keys = ("client", "provider", "parked", "queues", "setup", "reset", "incidents")
     if not any(k in chaos for k in keys):
         return None
     ctx = _Ctx(services, located, {n: s.name for s in services.values() for n in s.nodes})
@@ -163,7 +185,64 @@ def parse_app(chaos: dict, services: dict, located, base_dir: str) -> App | None
     for i, name in enumerate(stop_raw):
         stop += _service_nodes(name, ("x-chaos", "reset", "stop", i), ctx)
     steps = _steps(reset_raw.get("steps", []), ("x-chaos", "reset", "steps"), ctx)
-    return App(client, Provider(node, port), parked, setup, tuple(stop), steps, base_dir, tuple(queues))
+    incidents = _incidents(chaos["incidents"], chaos.get("links", {}), ctx) if "incidents" in chaos else None
+    return App(client, Provider(node, port), parked, setup, tuple(stop), steps, base_dir, tuple(queues), incidents)
+
+
+def _incidents(raw: Any, groups: dict, ctx: _Ctx) -> IncidentBindings:
+    """`x-chaos.incidents`: `slots` (slot -> a name, or {nodes, links}) and, per packaged incident, its
+    inputs (input -> env). Names are checked against the file here; what an incident needs of them
+    (nodes to deploy to, links to a kind) is checked when it is run."""
+    from harness.incidents import all_incidents
+
+    path = ("x-chaos", "incidents")
+    known = all_incidents()
+    raw = _mapping(raw, path, ctx, ("slots", *known))
+    slot_names = sorted({s for i in known.values() for s in i.slots})
+    roles = {s.data.get("x-role", s.name) for s in ctx.services.values() if s.kind == "service"}
+    kinds = {s.kind for s in ctx.services.values()}
+    node_names = set(ctx.services) | set(ctx.nodes) | roles | {r + "s" for r in roles} | kinds
+    slots: dict[str, SlotBinding] = {}
+    for slot, value in _mapping(raw.get("slots", {}), path + ("slots",), ctx, tuple(slot_names)).items():
+        where = path + ("slots", slot)
+        line = ctx.located.lines.get(where)
+        label = f"{ctx.located.source}:{line}" if line else ctx.located.source
+        if isinstance(value, str):
+            if value not in node_names and value not in groups:
+                raise ctx.located.error(where, f"{value!r} is no service, role, node or client group of this file")
+            slots[slot] = SlotBinding(value, value, label)
+            continue
+        value = _mapping(value, where, ctx, ("nodes", "links"))
+        if set(value) != {"nodes", "links"}:
+            raise ctx.located.error(where, "a name, or a mapping with both nodes (a role or service) and links "
+                                           "(a client group)")
+        if value["nodes"] not in node_names:
+            raise ctx.located.error(where + ("nodes",), f"{value['nodes']!r} is no service, role or node of this file")
+        if value["links"] not in groups:
+            raise ctx.located.error(where + ("links",), f"{value['links']!r} is no client group of x-chaos.links "
+                                                        f"(groups: {', '.join(groups) or 'none'})")
+        slots[slot] = SlotBinding(value["nodes"], value["links"], label)
+    inputs: dict[str, dict[str, dict[str, str]]] = {}
+    for name, given in raw.items():
+        if name == "slots":
+            continue
+        incident = known[name]
+        given = _mapping(given if given is not None else {}, path + (name,), ctx, tuple(incident.inputs))
+        inputs[name] = {key: _env(env, path + (name, key), ctx) for key, env in given.items()}
+    return IncidentBindings(slots, inputs)
+
+
+def _env(raw: Any, path: tuple, ctx: _Ctx) -> dict[str, str]:
+    if not isinstance(raw, dict) or not raw:
+        raise ctx.located.error(path, "a mapping of environment variables to values")
+    env = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ctx.located.error(path + (key,), "an environment variable name")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ctx.located.error(path + (key,), "a string or a number")
+        env[key] = str(value)
+    return env
 
 
 def _mapping(raw: Any, path: tuple, ctx: _Ctx, allowed: tuple[str, ...]) -> dict:

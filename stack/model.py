@@ -31,7 +31,7 @@ STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
 SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
 TOP_KEYS = ("name", "services")
-CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset")
+CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset", "incidents")
 INFRA_KEYS = ("x-kind", "deploy")
 SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
                 "x-role")
@@ -524,4 +524,9 @@ def describe(topology: Topology) -> list[str]:
         lines.append(f"  provider: {app.provider.node}:{app.provider.port}; parked: {app.parked_queue or 'none'}")
         lines.append(f"  setup: {', '.join(s.kind for s in app.setup) or 'none'}; reset: stop "
                      f"{','.join(app.reset_stop) or 'nothing'}, then {', '.join(s.kind for s in app.reset) or 'nothing'}")
+        if app.incidents is not None:
+            slots = ", ".join(f"{k}={b.nodes}" if b.nodes == b.links else f"{k}={b.nodes}/{b.links}"
+                              for k, b in app.incidents.slots.items())
+            given = "; ".join(f"{name} {', '.join(inputs)}" for name, inputs in app.incidents.inputs.items())
+            lines.append(f"  incidents: slots {slots or 'by default'}; inputs {given or 'none'}")
     return lines

@@ -1,0 +1,21 @@
+"""`broker-drops`: the broker cluster dropped connections while the services hung instead of reconnecting."""
+
+from harness.incidents.base import DRAIN_S, STEADY, Incident, Story, register
+
+INCIDENT = register(Incident(
+    name="broker-drops",
+    title="Broker dropped connections, services hung",
+    story=Story(
+        incident="The RabbitMQ cluster kept dropping client connections; the sender workers had no heartbeat and "
+                 "no reconnect, hung, and their health checks still said ok, so nothing surfaced the errors.",
+        fault="the senders' links to every RabbitMQ node go down for 6 s, then come back.",
+        invariant="every accepted message is delivered once the links are back (no loss, nothing stuck)."),
+    schedule=lambda slots, pushed: [{"at": 8, "fault": "link-down", "targets": [f"{slots.links('senders')}:rabbitmq"],
+                                     "duration": 6}],
+    expect=frozenset({"lost"}),
+    workload=STEADY, drain_s=DRAIN_S,
+    slots={"senders": "both"},
+    kinds=("rabbitmq",),
+    link_kind="rabbitmq",
+    bug_on="senders",
+))
