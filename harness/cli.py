@@ -281,9 +281,9 @@ def cmd_report(args) -> int:
 def cmd_stack_check(args) -> int:
     """Validate a stack file (nothing starts) and print the nodes and proxy links it resolves to."""
     from stack.model import describe, load_stack_file
-    from stack.topology import RunParams
+    from stack.topology import RunParams, stack_file_of
 
-    topology = load_stack_file(args.file, RunParams(run_id="check", cookie="check",
+    topology = load_stack_file(stack_file_of(args.file), RunParams(run_id="check", cookie="check",
                                                      with_services=not args.no_services))
     print("\n".join(describe(topology)))
     return 0

@@ -98,6 +98,8 @@ def test_stack_check_cli(tmp_path):
     line = single_error_line(run_cli("stack", "check", str(bad)))
     assert f"{bad}:4: services.proxy.x-kind: unknown kind 'kafka'" in line
     assert run_cli("stack", "check", str(tmp_path / "none.yaml")).returncode == 3
+    named = run_cli("stack", "check", "small")  # a shipped stack by name, as --topology takes it
+    assert named.returncode == 0 and "stack small: 11 nodes" in named.stdout, named.stderr
 
 
 def test_topologies_are_named_or_given_as_files(tmp_path):
