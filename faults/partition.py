@@ -38,6 +38,7 @@ GROUPINGS = ("isolate", "halves", "majority-minority", "bridge", "majorities-rin
 HELPER_FAULT_LABEL = "chaos-harness.fault"
 HELPER_TARGET_LABEL = "chaos-harness.target"
 HELPER_CHAIN_LABEL = "chaos-harness.chain"
+HELPER_UNDO_LABEL = "chaos-harness.undo"  # a shell script that undoes what the helper did (default: the chain)
 
 # Picks a working iptables backend, or exits 3 if there is none.
 _PICK_IPT = ("IPT=; for c in iptables iptables-legacy; do if $c -S >/dev/null 2>&1; then IPT=$c; break; fi; done; "
@@ -133,13 +134,16 @@ def base_image(stack: "Stack") -> str:
     return stack.images["base"]
 
 
-def start_helper(ctx: FaultContext, node: str, chain: str, fault: str = "partition"):
+def start_helper(ctx: FaultContext, node: str, chain: str, fault: str = "partition", undo: str | None = None):
     """A NET_ADMIN container in `node`'s network namespace, kept until the fault heals; its iptables
-    chain is named by a label, so that `remove_helper` (and a sweep) can delete it."""
+    chain (or, with `undo`, the script that undoes its changes) is in a label, so that `remove_helper`
+    (and a sweep) can undo them."""
     stack = ctx.stack
     target = stack.container(node)
     labels = ctx.helper_labels()
     labels.update({HELPER_FAULT_LABEL: fault, HELPER_TARGET_LABEL: node, HELPER_CHAIN_LABEL: chain})
+    if undo:
+        labels[HELPER_UNDO_LABEL] = undo
     return stack.client.containers.run(
         base_image(stack), ["sleep", "infinity"], detach=True, cap_add=["NET_ADMIN"],
         network_mode=f"container:{target.id}", labels=labels,
@@ -165,7 +169,8 @@ def remove_helper(helper) -> str:
     try:
         helper.reload()
         if helper.status == "running":
-            code, out = helper_exec(helper, unblock_script(helper.labels.get(HELPER_CHAIN_LABEL, "")))
+            script = helper.labels.get(HELPER_UNDO_LABEL) or unblock_script(helper.labels.get(HELPER_CHAIN_LABEL, ""))
+            code, out = helper_exec(helper, script)
             if code != 0:
                 problem = out.strip()[-200:] or f"exit {code}"
         helper.remove(force=True)

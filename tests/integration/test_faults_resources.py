@@ -193,3 +193,66 @@ def test_a_sweep_applies_the_undo_records_of_dead_runners_only(stack):
     assert "cpu-starve on redis1" in swept and "cpu-starve on redis2" not in swept
     assert quota(stack, "redis1") in (0, -1) and not dead.exists() and live.exists()
     journal.done(live)
+
+
+# UDP datagrams from one node to a listener in another: what arrives shows the faults between them.
+LISTEN = ("import socket, sys, time\n"
+          "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9999)); s.settimeout(0.5)\n"
+          "n, end = 0, time.time() + float(sys.argv[1])\n"
+          "while time.time() < end:\n"
+          "    try: s.recv(64); n += 1\n"
+          "    except socket.timeout: pass\n"
+          "print(n)\n")
+SEND = ("import socket, sys, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    s.sendto(b'x', (sys.argv[1], 9999)); time.sleep(0.0005)\n")
+
+
+def datagrams_arriving(stack, sender: str, receiver: str, sent: int = 1000) -> int:
+    import threading
+    import time
+
+    got = {}
+    listener = threading.Thread(target=lambda: got.update(
+        out=stack.exec(receiver, ["python3", "-c", LISTEN, "4"], timeout=15)))
+    listener.start()
+    time.sleep(1.0)  # the listener binds before the first datagram leaves
+    code, out = stack.exec(sender, ["python3", "-c", SEND, receiver, str(sent)], timeout=15)
+    assert code == 0, out
+    listener.join()
+    code, out = got["out"]
+    assert code == 0, out
+    return int(out.strip().splitlines()[-1])
+
+
+# loss is the faulted node's ingress without netem (its egress with netem: measure both ways round);
+# duplication is its egress either way
+@pytest.mark.parametrize("params, ways, low, high", [
+    ({"loss": 30}, (("redis1", "redis2"), ("redis2", "redis1")), 550, 850),
+    ({"duplicate": 50}, (("redis2", "redis1"),), 1300, 1700)])
+def test_packet_faults_show_in_what_arrives_and_heal(stack, params, ways, low, high):
+    assert all(datagrams_arriving(stack, *way) >= 980 for way in ways)
+    fault = make(stack, "packet", ["redis2"], **params)
+    effect = fault.inject()
+    try:
+        assert effect.facts["method"] in ("netem", "iptables+tbf")
+        during = [datagrams_arriving(stack, *way) for way in ways]
+        assert any(low <= n <= high for n in during), (params, during, effect.facts["method"])
+    finally:
+        fault.heal()
+    assert all(datagrams_arriving(stack, *way) >= 980 for way in ways)
+    assert not stack.client.containers.list(all=True, filters={"label": "chaos-harness.fault=packet"})
+
+
+def test_packet_delay_without_netem_is_refused_naming_the_module(stack):
+    fault = make(stack, "packet", ["redis2"], delay_ms=50)
+    try:
+        effect = fault.inject()
+    except HarnessError as exc:
+        assert "sch_netem" in str(exc) and "delay_ms" in str(exc)
+    else:  # a kernel with netem: the delay is there
+        assert effect.facts["method"] == "netem"
+    finally:
+        fault.heal()
+    assert not stack.client.containers.list(all=True, filters={"label": "chaos-harness.fault=packet"})
