@@ -15,6 +15,7 @@ import json
 from faults import journal
 from faults.base import Effect, Fault, Param, register
 from faults.nodes import status
+from faults.roles import app_queue
 from harness.errors import HarnessError
 
 
@@ -63,13 +64,9 @@ class AmqpUnbind(Fault):
             raise HarnessError(f"{where}: amqp-unbind needs a RabbitMQ node; the {topology.name} stack has none")
         cls.queue_of(params, topology, where)
 
-    @staticmethod
-    def queue_of(params, topology, where: str) -> str:
-        queue = params.get("queue") or next(iter(topology.app.queues if topology.app else ()), None)
-        if not queue:
-            raise HarnessError(f"{where}: amqp-unbind needs params.queue: the {topology.name} stack file declares "
-                               "no x-chaos.queues")
-        return queue
+    @classmethod
+    def queue_of(cls, params, topology, where: str) -> str:
+        return app_queue(cls.name, params, topology, where)
 
     def _bindings(self) -> list[dict]:
         stack = self.ctx.stack

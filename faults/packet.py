@@ -17,7 +17,7 @@ A sweep removes the helper with its chain; the qdisc goes with the helper's undo
 from __future__ import annotations
 
 from faults.base import Effect, Param, register
-from faults.nodes import NodeFault
+from faults.nodes import NodeFault, status
 from faults.partition import _PICK_IPT, helper_exec, node_ip, remove_helper, start_helper
 from harness.errors import HarnessError
 
@@ -110,9 +110,7 @@ class Packet(NodeFault):
     def inject(self) -> Effect:
         stack = self.ctx.stack
         nodes = self.resolve()
-        ips = {n.name: node_ip(stack, n.name) for n in stack.topology.nodes
-               if _running(stack, n.name)}
-        applied = {}
+        ips = {n.name: node_ip(stack, n.name) for n in stack.topology.nodes if status(stack, n.name) == "running"}
         for node in nodes:
             ip = ips.get(node) or node_ip(stack, node)
             helper = start_helper(self.ctx, node, self.chain, fault=self.name, undo=self._undo(ip))
@@ -132,7 +130,6 @@ class Packet(NodeFault):
                 self.method = "iptables+tbf"
             else:
                 raise HarnessError(f"packet: tc netem in {node}'s namespace failed: {out.strip()[-200:]}")
-            applied[node] = self.method
         return self.effect(nodes, method=self.method, **{k: v for k, v in self.p.items() if v})
 
     def heal(self) -> Effect:
@@ -148,8 +145,3 @@ class Packet(NodeFault):
             raise HarnessError(f"packet heal: could not remove the qdisc or rules: {problems}")
         return self.effect(healed)
 
-
-def _running(stack, node: str) -> bool:
-    from faults.nodes import status
-
-    return status(stack, node) == "running"

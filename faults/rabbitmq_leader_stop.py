@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from faults.base import Effect, Fault, Param, register
 from faults.nodes import ensure_running, wait_status
-from faults.roles import rabbitmq_queue_leader
+from faults.roles import app_queue, rabbitmq_queue_leader
 from harness.errors import HarnessError
 from stack import health
 
@@ -34,13 +34,9 @@ class RabbitmqLeaderStop(Fault):
     def check_topology(cls, params, topology, where: str) -> None:
         cls.queue_of(params, topology, where)
 
-    @staticmethod
-    def queue_of(params, topology, where: str) -> str:
-        queue = params.get("queue") or next(iter(topology.app.queues if topology.app else ()), None)
-        if not queue:
-            raise HarnessError(f"{where}: rabbitmq-leader-stop needs params.queue: the {topology.name} stack "
-                               "file declares no x-chaos.queues")
-        return queue
+    @classmethod
+    def queue_of(cls, params, topology, where: str) -> str:
+        return app_queue(cls.name, params, topology, where)
 
     def inject(self) -> Effect:
         stack = self.ctx.stack

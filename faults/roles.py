@@ -224,6 +224,15 @@ def zk_leader(stack: "Stack") -> str:
     raise HarnessError("no ZooKeeper leader found: no node answers srvr with Mode: leader")
 
 
+def app_queue(fault: str, params, topology, where: str) -> str:
+    """A queue fault's queue: its `queue` parameter, else the first of the stack file's x-chaos.queues."""
+    queue = params.get("queue") or next(iter(topology.app.queues if topology.app else ()), None)
+    if not queue:
+        raise HarnessError(f"{where}: {fault} needs params.queue: the {topology.name} stack file declares "
+                           "no x-chaos.queues")
+    return queue
+
+
 def rabbitmq_queue_leader(stack: "Stack", queue: str, avoid: tuple[str, ...] = ()) -> str:
     """The node leading quorum queue `queue`, as `rabbitmqctl list_queues name leader` says on a live node."""
     last = "no RabbitMQ node answered"

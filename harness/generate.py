@@ -106,6 +106,18 @@ def group_targets(topology, services_only: bool = False) -> list[str]:
     return [r for r in roles if len(topology.names(r)) >= 2 and (_is_service(r) or not services_only)]
 
 
+def target_pool(fault, topology, long_faults: bool = False) -> list[str]:
+    """What a generated step of `fault` may target, simplest first ([""] for a fault without targets):
+    links, or nodes (roles of several nodes for faults that act on groups, app services alone for faults
+    that replace containers, target modes too in the long searches)."""
+    services = fault.replaces_containers
+    nodes = group_targets(topology, services) if fault.acts_on_groups else node_targets(topology, services)
+    if long_faults and not (fault.acts_on_groups or services):
+        nodes += mode_targets(topology)
+    return {"links": link_targets(topology),
+            "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
+
+
 def link_targets(topology) -> list[str]:
     """Single proxy links in topology order, then whole client groups."""
     links = [link.name for link in topology.links]
@@ -168,12 +180,7 @@ def steps(draw, topology, faults: Iterable[str] | None = None, max_at: int = MAX
     name = draw(st.sampled_from([n for n in fault_names(faults, long_faults) if fits(n, topology)]))
     fault = get_fault(name)
     at = draw(st.integers(0, max_at))
-    services = fault.replaces_containers
-    nodes = group_targets(topology, services) if fault.acts_on_groups else node_targets(topology, services)
-    if long_faults and not (fault.acts_on_groups or services):
-        nodes += mode_targets(topology)
-    pool = {"links": link_targets(topology),
-            "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
+    pool = target_pool(fault, topology, long_faults)
     target = pool[draw(st.integers(0, max(len(pool), 2) - 1)) % len(pool)]
     targets = (target,) if target else ()
     params = draw(fault_params(fault, targets, topology)) if draw(st.booleans()) else {}

@@ -55,18 +55,11 @@ def parse_duration(text: str, what: str = "--duration") -> float:
 
 
 def _targets(rng: random.Random, fault, topology) -> list[str]:
-    from harness import generate
+    from harness.generate import target_pool
 
-    if fault.targets_kind == "links":
-        return [rng.choice(generate.link_targets(topology))]
-    if fault.targets_kind != "nodes":
-        return []
-    services = fault.replaces_containers
-    pool = (generate.group_targets(topology, services) if fault.acts_on_groups
-            else generate.node_targets(topology, services))
-    if not (fault.acts_on_groups or services):
-        pool += generate.mode_targets(topology)
-    pool = pool or generate.node_targets(topology, services)
+    if fault.targets_kind not in ("links", "nodes"):
+        return []  # the fault picks its own victim
+    pool = target_pool(fault, topology, long_faults=True)
     if not pool:
         raise HarnessError(f"soak: fault {fault.name!r} has no target in the {topology.name} stack")
     return [rng.choice(pool)]
