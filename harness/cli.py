@@ -201,10 +201,20 @@ def cmd_search(args) -> int:
     faults = fault_names(args.faults.split(",")) if args.faults else None  # mistakes fail before the stack is up
     if args.profile not in PROFILES:
         raise HarnessError(f"unknown search profile {args.profile!r} (known: {', '.join(PROFILES)})")
+    profile = PROFILES[args.profile]
+    if args.examples is not None or args.shrink_seconds is not None:
+        from dataclasses import replace
+
+        if args.examples is not None and not 1 <= args.examples <= 100_000:
+            raise HarnessError(f"--examples must be 1..100000, not {args.examples}")
+        if args.shrink_seconds is not None and not 0 <= args.shrink_seconds <= 86_400:
+            raise HarnessError(f"--shrink-seconds must be 0..86400, not {args.shrink_seconds}")
+        profile = replace(profile, max_examples=args.examples or profile.max_examples,
+                          shrink_seconds=profile.shrink_seconds if args.shrink_seconds is None else args.shrink_seconds)
     stack = Stack(args.topology, seed=args.seed)
     deploy = deploy_overrides(args.deploy, stack.topology)  # checked before anything starts
     with stack:
-        found = search(stack, args.report_dir, deploy=deploy, profile=args.profile, seed=args.seed,
+        found = search(stack, args.report_dir, deploy=deploy, profile=profile, seed=args.seed,
                        faults=faults, progress=say)
     print(found.summary())
     return 0 if found.failure is None else 1
@@ -364,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--faults", default="", help="comma-separated faults to draw from (default: the profile's: "
                                                      "the registry's short-run faults for ci, all for nightly)")
     search.add_argument("--topology", default="default")
+    search.add_argument("--examples", type=int, default=None,
+                        help="how many schedules to try (default: the profile's, 5 for ci, 200 for nightly)")
+    search.add_argument("--shrink-seconds", type=float, default=None,
+                        help="how long to shrink a failure for (default: the profile's, 150 s ci, 1 h nightly)")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--report-dir", default="chaos-reports")
     search.set_defaults(func=cmd_search)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tests.cli_run import run_cli, single_error_line
 
 
@@ -94,3 +96,11 @@ def test_report_redraws_every_run_and_the_index_offline(tmp_path):
     assert f"[report] drawing {tmp_path / 'two'}" in result.stderr.splitlines()   # progress, as it goes
     single = run_cli("report", str(tmp_path / "two"))
     assert single.returncode == 0 and single.stdout.split() == [str(tmp_path / "two" / "report.html")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--examples", "0"), "--examples must be 1..100000, not 0"),
+    (("--shrink-seconds", "-1"), "--shrink-seconds must be 0..86400, not -1.0")])
+def test_search_refuses_a_bad_budget_before_touching_docker(args, message):
+    line = single_error_line(run_cli("search", "--profile", "nightly", *args, env=_dead_docker(), timeout=60))
+    assert message in line, line
