@@ -6,7 +6,7 @@ that applied it (`<pid>-<start>` and host, as helpers carry), and the undo itsel
 (keyword arguments of the Docker API's container update) or `exec` (commands run in the node). Heal
 removes the record once the undo is done; `faults.sweep` applies the records of runners that died.
 A third form, `amqp_bind`, binds an exchange to a queue again over AMQP from the host, through the
-node's published port.
+node's published port; a fourth, `clock`, writes a node's clock offset back (`stack.clock`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ def apply(client, data: dict[str, Any]) -> str:
         container = client.containers.get(data["container"])
         if "update" in undo:
             client.api.update_container(container.id, **undo["update"])
+        if "clock" in undo:
+            from stack.clock import set_offset
+
+            set_offset(container, int(undo["clock"]))
         if "amqp_bind" in undo:
             from faults.amqp_unbind import bind
 

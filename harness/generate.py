@@ -114,8 +114,10 @@ def target_pool(fault, topology, long_faults: bool = False) -> list[str]:
     nodes = group_targets(topology, services) if fault.acts_on_groups else node_targets(topology, services)
     if long_faults and not (fault.acts_on_groups or services):
         nodes += mode_targets(topology)
-    return {"links": link_targets(topology),
+    pool = {"links": link_targets(topology),
             "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
+    narrow = getattr(fault, "target_pool", None)  # a fault that serves only some nodes (clock-skew)
+    return narrow(topology, pool) if narrow else pool
 
 
 def link_targets(topology) -> list[str]:

@@ -36,7 +36,8 @@ SUITE = os.environ.get("CHAOS_DEBIAN_SUITE", "bookworm")
 BASE_PACKAGES = ("python3", "tini", "iproute2", "iptables", "ca-certificates", "procps", "netbase")
 # Bump when the recipe below changes in a way the hashed inputs do not show.
 RECIPE_VERSION = "1"
-SERVICE_KEYS = ("rabbitmq", "zookeeper", "redis", "proxy", "provider")
+# clock: the LD_PRELOAD library clock-skew works through, copied into nodes that opt in (stack.clock)
+SERVICE_KEYS = ("rabbitmq", "zookeeper", "redis", "proxy", "provider", "clock")
 IMAGE_KEYS = ("base",) + SERVICE_KEYS
 # The harness's own code an image carries, by image key (paths from the project root): the proxy runs
 # faults.toxiproxy alone and the recording provider stack.provider alone, so a change elsewhere in the

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
 SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
 TOP_KEYS = ("name", "services")
 CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset", "incidents")
-INFRA_KEYS = ("x-kind", "deploy")
+INFRA_KEYS = ("x-kind", "deploy", "x-clock")
 SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
-                "x-role")
+                "x-role", "x-clock")
 BUILD_KEYS = ("context", "dockerfile", "args", "x-site")
 HEALTH_KEYS = ("test", "x-http", "x-tcp", "x-log", "x-port", "x-deadline", "timeout", "interval", "retries",
                "start_period")
@@ -254,8 +254,23 @@ def _nodes(services: dict[str, _Service], params: RunParams, links: tuple[ProxyL
             nodes.append(proxy_node())
         elif params.with_services:
             nodes += _own_service(service, services, links, located, here)
+    clock = _clock_nodes(services, located)
+    nodes = [replace(n, clock=True) if n.name in clock else n for n in nodes]
     _check_start_order(nodes, located)
     return nodes
+
+
+def _clock_nodes(services: dict[str, _Service], located: Located) -> set[str]:
+    """`x-clock: true`: the service's nodes run under the harness's clock library, so that `clock-skew`
+    can move their wall clock (faults/clock_skew.py); nodes that do not opt in are never skewed."""
+    chosen: set[str] = set()
+    for service in services.values():
+        value = service.data.get("x-clock", False)
+        if not isinstance(value, bool):
+            raise located.error(("services", service.name, "x-clock"), f"true or false, not {value!r}")
+        if value:
+            chosen.update(service.nodes)
+    return chosen
 
 
 def _own_service(service: _Service, services: dict[str, _Service], links: tuple[ProxyLink, ...],

@@ -198,11 +198,17 @@ class Stack:
         import docker.errors
 
         ports = {f"{p}/tcp": ("127.0.0.1", bindings.get((node.name, p))) for p in node.publish}
+        files, env = node.files, dict(node.env)
+        if node.clock:  # opted in to clock faults: the clock library and its offset file (stack.clock)
+            from stack import clock
+
+            files += clock.node_files(self.client, self.images["clock"])
+            env.update(clock.node_env())
         kwargs = dict(
             name=self.container_name(node.name), hostname=node.name, detach=True,
             labels=self.labels(**{cleanup.LABEL_NODE: node.name, cleanup.LABEL_ROLE: node.role,
                                   cleanup.LABEL_KIND: "node"}),
-            environment=dict(node.env), ports=ports, network=self.network_name,
+            environment=env, ports=ports, network=self.network_name,
             mem_limit=node.mem_limit, cap_add=list(node.cap_add) or None,
         )
         if node.command:
@@ -214,8 +220,8 @@ class Stack:
             # Aliases so that every node resolves every other node (and itself) by its short name.
             self.network.disconnect(container)
             self.network.connect(container, aliases=[node.name])
-            if node.files:
-                container.put_archive("/", self._archive(node, container))
+            if files:
+                container.put_archive("/", self._archive(node.image, files, container))
             container.start()
         except docker.errors.APIError as exc:
             message = exc.explanation or str(exc)
@@ -226,12 +232,12 @@ class Stack:
         self.progress(f"[stack] started {node.name}")
         return container
 
-    def _archive(self, node: NodeSpec, container) -> bytes:
+    def _archive(self, image_key: str, files, container) -> bytes:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             dirs: set[str] = set()
-            for cf in node.files:
-                uid, gid = self._owner(node.image, container, cf.owner)
+            for cf in files:
+                uid, gid = self._owner(image_key, container, cf.owner)
                 parts = cf.path.strip("/").split("/")
                 for i in range(1, len(parts)):
                     d = "/".join(parts[:i])
@@ -241,7 +247,7 @@ class Stack:
                         info.type, info.mode = tarfile.DIRTYPE, 0o755
                         info.uid, info.gid = uid, gid
                         tar.addfile(info)
-                data = cf.content.encode()
+                data = cf.content if isinstance(cf.content, bytes) else cf.content.encode()
                 info = tarfile.TarInfo(cf.path.strip("/"))
                 info.size, info.mode, info.uid, info.gid = len(data), cf.mode, uid, gid
                 info.mtime = int(time.time())

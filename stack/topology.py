@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ConfigFile:
     path: str
-    content: str
+    content: str | bytes
     mode: int = 0o644
     owner: str = "root"  # a user name inside the image; resolved when the file is copied in
 
@@ -81,6 +81,7 @@ class NodeSpec:
     cap_add: tuple[str, ...] = ()
     ready: Readiness | None = None  # app services only; None: ready once its container runs
     build: OwnBuild | None = None  # built from the stack file's `build:` (image is then its hashed tag)
+    clock: bool = False  # `x-clock: true`: runs under the clock library clock-skew works through (stack.clock)
 
 
 @dataclass(frozen=True)

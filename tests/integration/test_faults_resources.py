@@ -256,3 +256,56 @@ def test_packet_delay_without_netem_is_refused_naming_the_module(stack):
     finally:
         fault.heal()
     assert not stack.client.containers.list(all=True, filters={"label": "chaos-harness.fault=packet"})
+
+
+def redis_cli(stack, node: str, *args: str) -> str:
+    code, out = stack.exec(node, ["redis-cli", *args], timeout=10)
+    assert code == 0, out
+    return out.strip()
+
+
+def redis_seconds(stack, node: str) -> float:
+    """The node's Redis server's own clock (TIME, a reply of the server, not of redis-cli)."""
+    seconds, micros = redis_cli(stack, node, "TIME").split()
+    return int(seconds) + int(micros) / 1e6
+
+
+def test_clock_skew_moves_the_wall_clock_of_an_opted_in_node_and_heal_moves_it_back(stack):
+    import time
+
+    assert abs(redis_seconds(stack, "redis1") - time.time()) < 2
+    assert redis_cli(stack, "redis1", "SET", "chaos:clock", "1", "EX", "120") == "OK"
+    fault = make(stack, "clock-skew", ["redis1"], offset_s=300)
+    effect = fault.inject()
+    try:
+        assert effect.targets == ("redis1",) and effect.facts["offset_s"] == 300
+        # within 100 ms the server's clock reads 300 s ahead, and a key with 120 s to live has expired
+        skew = health_wait(lambda: redis_seconds(stack, "redis1") - time.time(), lambda s: 298 < s < 302)
+        assert 298 < skew < 302
+        assert redis_cli(stack, "redis1", "GET", "chaos:clock") == ""
+        assert abs(redis_seconds(stack, "redis2") - time.time()) < 2  # the replica was not targeted
+    finally:
+        fault.heal()
+    assert abs(health_wait(lambda: redis_seconds(stack, "redis1") - time.time(), lambda s: abs(s) < 2)) < 2
+    assert redis_cli(stack, "redis1", "SET", "chaos:clock", "1", "EX", "120") == "OK"
+    assert redis_cli(stack, "redis1", "GET", "chaos:clock") == "1"
+
+
+def test_clock_skew_refuses_a_node_that_does_not_opt_in(stack):
+    fault = get_fault("clock-skew")
+    with pytest.raises(HarnessError, match="sentinel1 may be targeted but does not opt in"):
+        fault.check_targets(["sentinel1"], {"offset_s": 60}, stack.topology, "step 1")
+    with pytest.raises(HarnessError, match="does not opt in"):
+        make(stack, "clock-skew", ["sentinel1"], offset_s=60).inject()
+
+
+def health_wait(read, good, timeout: float = 5.0):
+    """`read()` until `good` of it, or the last value at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not good(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value

@@ -141,3 +141,33 @@ def test_a_partition_grouping_the_targets_are_too_few_for_is_refused():
                            topology("small"))
     Schedule.from_data([{"fault": "partition", "targets": ["rabbitmq"], "params": {"grouping": "bridge"}}],
                        topology("default"))
+
+
+def test_clock_skew_is_drawn_only_on_nodes_that_opt_in():
+    """x-clock: true on Redis in the shipped stacks (and the API and workers in default): generated
+    clock-skew steps aim there alone, and a stack with no such node draws none."""
+    from dataclasses import replace
+
+    from faults.base import get_fault
+    from harness.errors import HarnessError
+    from harness.generate import fits, target_pool
+    from stack.model import load_stack_file, shipped_stack
+    from stack.topology import RunParams
+
+    fault = get_fault("clock-skew")
+    small = load_stack_file(shipped_stack("small"), RunParams(run_id="u", cookie="c"))
+    pool = target_pool(fault, small, long_faults=True)
+    assert pool and set(pool) <= {"redis1", "redis2", "redis-primary", "redis-replica", "redis", "one:redis",
+                                  "minority:redis", "all:redis"}, pool
+    assert "redis1" in pool and "sentinel1" not in pool and "primaries" not in pool
+    default = load_stack_file(shipped_stack("default"), RunParams(run_id="u", cookie="c"))
+    assert {"api", "worker1", "worker2"} <= set(target_pool(fault, default))
+    assert fits("clock-skew", small)
+    plain = replace(small, nodes=tuple(replace(n, clock=False) for n in small.nodes))
+    assert not fits("clock-skew", plain)
+    with pytest.raises(HarnessError, match="no node of this stack opts in"):
+        fault.check_topology({}, plain, "step 1")
+    with pytest.raises(HarnessError, match="sentinel1 may be targeted but does not opt in"):
+        fault.check_targets(["sentinel1"], {}, small, "step 1")
+    with pytest.raises(HarnessError, match="zk1 may be targeted"):
+        fault.check_targets(["primaries"], {}, small, "step 1")

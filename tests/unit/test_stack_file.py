@@ -4,6 +4,7 @@ the file, the line and the key, before anything starts."""
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -24,7 +25,10 @@ def test_shipped_files_give_the_topologies(name, with_services, direct, monkeypa
     expected = legacy_topology(name, params)
     assert from_file.links == expected.links
     for got, want in zip(from_file.nodes, expected.nodes, strict=True):
-        assert got == want
+        assert got == replace(want, clock=got.clock)
+    # the nodes that opt in to clock-skew (x-clock: true): Redis in both, the API and workers in default
+    clock = {"redis1", "redis2"} | ({"api", "worker1", "worker2"} if with_services and name == "default" else set())
+    assert {n.name for n in from_file.nodes if n.clock} == clock
 
 
 MINIMAL = """\
@@ -74,6 +78,7 @@ def test_a_compose_shaped_file_of_ones_own():
      "stack.yaml:5: services.cache1: node 'cache1' is also a node of service 'cache'"),
     (("  proxy: {x-kind: proxy}\n", "  proxy: {x-kind: proxy}\n  proxy: {x-kind: proxy}\n"), "services.proxy: given twice"),
     (("image: my-app:1.2", "image: [my-app"), "stack.yaml:7: not valid YAML"),
+    (("replicas: 2}}", "replicas: 2}, x-clock: yes please}"), "services.cache.x-clock: true or false, not 'yes please'"),
 ])
 def test_bad_files_get_one_line_naming_the_key(edit, message):
     old, new = edit
@@ -81,6 +86,12 @@ def test_bad_files_get_one_line_naming_the_key(edit, message):
     with pytest.raises(HarnessError) as caught:
         parse(MINIMAL.replace(old, new, 1))
     assert message in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_x_clock_opts_a_service_of_any_kind_in_to_clock_faults():
+    topo = parse(MINIMAL.replace("replicas: 2}}", "replicas: 2}, x-clock: true}", 1)
+                 .replace("    image: my-app:1.2\n", "    image: my-app:1.2\n    x-clock: false\n", 1))
+    assert {n.name for n in topo.nodes if n.clock} == {"cache1", "cache2"}
 
 
 def test_a_start_order_cycle_is_refused():
