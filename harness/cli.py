@@ -47,14 +47,17 @@ def cmd_images(args) -> int:
         from stack.images import ensure_own_images
 
         topology = build_topology(args.stack, RunParams(run_id="images", cookie="images"))
+    from stack.images import building
+
     client = docker_client()
-    names = ensure_images(client, force=args.force)
-    for key, name in names.items():
-        print(f"{key:10} {name}")
-    if topology is not None:
-        ensure_own_images(client, topology.nodes, names["base"], force=args.force)
-        for name in sorted({n.image for n in topology.nodes if n.build is not None}):
-            print(f"{'built':10} {name}")
+    with building():
+        names = ensure_images(client, force=args.force)
+        for key, name in names.items():
+            print(f"{key:10} {name}")
+        if topology is not None:
+            ensure_own_images(client, topology.nodes, names["base"], force=args.force)
+            for name in sorted({n.image for n in topology.nodes if n.build is not None}):
+                print(f"{'built':10} {name}")
     say(f"[images] ready in {time.monotonic() - started:.1f}s")
     return 0
 

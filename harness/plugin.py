@@ -39,6 +39,10 @@ def pytest_addoption(parser) -> None:
     for flag, ini, help_text, default in options:
         group.addoption(flag, dest=ini, default=None, help=f"{help_text} (ini: {ini}; default {default!r})")
         parser.addini(ini, help_text, default=default)
+    group.addoption("--chaos-docker-hosts", dest="chaos_docker_hosts", default=None,
+                    help="comma-separated Docker hosts (unix://..., tcp://127.0.0.1:...); under pytest-xdist worker i "
+                         "uses host i mod N (ini: chaos_docker_hosts; env: CHAOS_DOCKER_HOSTS)")
+    parser.addini("chaos_docker_hosts", "Docker hosts the xdist workers spread over", default="")
     group.addoption("--chaos-keep", dest="chaos_keep", action="store_true", default=None,
                     help="keep the stack up after the session for debugging (ini: chaos_keep)")
     parser.addini("chaos_keep", "keep the stack up after the session", type="bool", default=False)
@@ -54,11 +58,53 @@ def option(config, name: str):
 QUIET_LOGGERS = ("pika",)
 
 
+def worker_id(config) -> str | None:
+    """The pytest-xdist worker this process is (gw0, gw1, ...), None in a plain run or the controller."""
+    return getattr(config, "workerinput", {}).get("workerid")
+
+
+def docker_hosts(config) -> list[str]:
+    """--chaos-docker-hosts (ini, or CHAOS_DOCKER_HOSTS), each checked: the harness reaches published
+    ports on the host's 127.0.0.1, so a host is a local socket or a TCP address on this machine."""
+    from harness.errors import HarnessError
+
+    raw = option(config, "chaos_docker_hosts") or os.environ.get("CHAOS_DOCKER_HOSTS", "")
+    hosts = [h.strip() for h in raw.split(",") if h.strip()]
+    for host in hosts:
+        scheme, _, rest = host.partition("://")
+        local_tcp = scheme == "tcp" and rest.rsplit(":", 1)[0] in ("127.0.0.1", "localhost")
+        if not (scheme == "unix" and rest.startswith("/")) and not local_tcp:
+            raise HarnessError(f"--chaos-docker-hosts: {host!r} is not a unix:// socket or a tcp:// address of "
+                               "this machine (published ports are reached on 127.0.0.1; remote hosts are not "
+                               "supported yet)")
+    return hosts
+
+
+def _isolate_worker(config) -> None:
+    """Under pytest-xdist each worker is a namespace of its own (its stack, sweep, clean and reaper touch
+    only its runs) on its Docker host, and writes its runs under a report subdirectory of its own."""
+    wid = worker_id(config)
+    if wid is None:
+        return
+    os.environ["CHAOS_NAMESPACE"] = f"{os.environ.get('CHAOS_NAMESPACE', 'default')}-{wid}"
+    hosts = docker_hosts(config)
+    if hosts:
+        os.environ["DOCKER_HOST"] = hosts[int(wid.removeprefix("gw") or 0) % len(hosts)]
+
+
 def pytest_configure(config) -> None:
     import logging
 
+    from harness.errors import HarnessError
+
     config.addinivalue_line("markers", "chaos: needs Docker and brings up the dispatch stack")
     config.stash[RESULTS_KEY] = []
+    try:
+        if worker_id(config) is None:
+            docker_hosts(config)  # a bad list fails once, in the controller, before any worker starts
+        _isolate_worker(config)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
     for name in QUIET_LOGGERS:
         quiet = logging.getLogger(name)
         if quiet.level == logging.NOTSET:  # unless the user chose a level for it
@@ -116,6 +162,9 @@ def chaos_stack(request):
 @pytest.fixture
 def chaos_report_dir(request) -> Path:
     root = Path(option(request.config, "chaos_report_dir"))
+    wid = worker_id(request.config)
+    if wid is not None:  # merged into the root's index by the controller (reports.index reads gw*/)
+        root = root / wid
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -157,7 +206,9 @@ def _record_run(item, row, result) -> None:
     (result.report_dir / RUN_FACTS).write_text(json.dumps(
         {"test": item.nodeid, "group": row.group, "variant": row.variant,
          "seconds": result.seconds, "replay": replay_command(result)}, indent=2))
-    item.user_properties += [("chaos_verdict", result.status),
+    item.user_properties += [("chaos_group", row.group), ("chaos_variant", row.variant),
+                             ("chaos_seconds", f"{result.seconds:.1f}"),
+                             ("chaos_verdict", result.status),
                              ("chaos_violations", ",".join(sorted(result.violations()))),
                              ("chaos_report", str(result.report_dir / REPORT)),
                              ("chaos_replay", replay_command(result))]
@@ -216,6 +267,36 @@ def _row(item, result):
     variant = item.name.removeprefix("test_") if item.name in ("test_vulnerable", "test_hardened") else ""
     group = title[0].rstrip(".") if variant and title else item.nodeid
     return RunRow(group, variant, result.status, tuple(sorted(result.violations())), result.seconds)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """In the pytest-xdist controller: the chaos runs of every worker, from their test-case properties."""
+    config = _CONTROLLER.get("config")
+    if config is None or report.when != "call":
+        return
+    props = dict(report.user_properties)
+    if "chaos_verdict" in props:
+        from reports.table import RunRow
+
+        config.stash[RESULTS_KEY].append(RunRow(
+            props.get("chaos_group") or report.nodeid, props.get("chaos_variant", ""), props["chaos_verdict"],
+            tuple(v for v in props.get("chaos_violations", "").split(",") if v), float(props.get("chaos_seconds", 0))))
+
+
+_CONTROLLER: dict = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session) -> None:
+    """Listen to the workers' reports only in an xdist controller (its own process runs no test)."""
+    config = session.config
+    if worker_id(config) is None and config.pluginmanager.has_plugin("dsession"):
+        _CONTROLLER["config"] = config
+
+
+def pytest_unconfigure(config) -> None:
+    if _CONTROLLER.get("config") is config:
+        _CONTROLLER.clear()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

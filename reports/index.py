@@ -5,6 +5,7 @@ tried, the first failure and its shrunk form), read from the stored files."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -33,9 +34,15 @@ class IndexRow:
         return RunRow(self.group, self.variant, self.status, self.violations, self.seconds or 0.0)
 
 
+def worker_dirs(root: Path) -> list[Path]:
+    """The report subdirectories of pytest-xdist workers (gw0, gw1, ...), merged into the root's index."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"gw\d+", p.name))
+
+
 def run_dirs(root: Path) -> list[Path]:
-    """The run directories directly under a report root, by name."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and is_run_dir(p))
+    """The run directories directly under a report root and under its workers' subdirectories, by name."""
+    found = [p for folder in [root, *worker_dirs(root)] for p in folder.iterdir() if p.is_dir() and is_run_dir(p)]
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def index_row(root: Path, run_dir: Path) -> IndexRow:

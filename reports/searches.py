@@ -42,8 +42,13 @@ def is_search_root(path: Path) -> bool:
 def search_roots(root: Path) -> list[Path]:
     """The report root itself if a search wrote there (`chaos-harness search`), and the searches
     directly under it (the generated tests give each search a directory of its own)."""
+    from reports.index import worker_dirs
+
     found = [root] if is_search_root(root) else []
-    return found + sorted(p for p in root.iterdir() if p.is_dir() and is_search_root(p))
+    for folder in [root, *worker_dirs(root)]:
+        found += [folder] if folder is not root and is_search_root(folder) else []
+        found += sorted(p for p in folder.iterdir() if p.is_dir() and is_search_root(p))
+    return found
 
 
 def search_run_dirs(search_root: Path) -> list[Path]:

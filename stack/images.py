@@ -7,6 +7,7 @@ registry can point any image at another name with CHAOS_IMAGE_<KEY> (e.g. CHAOS_
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -387,6 +388,27 @@ def prune_stale(client, key: str, keep: str, older_than_s: float = 1800.0) -> No
                 client.images.remove(tag, noprune=False)
             except docker.errors.APIError:
                 pass  # in use by a container, or already gone
+
+
+@contextlib.contextmanager
+def building(progress: Progress = say):
+    """One builder at a time per Docker host on this machine: pytest-xdist workers that start together
+    wait for the first to build what is missing, then find it cached."""
+    import fcntl
+
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    folder = cache_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"images-{hashlib.sha256(where.encode()).hexdigest()[:12]}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"[images] another process is building images on {where}; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def ensure_images(client, progress: Progress = say, force: bool = False) -> dict[str, str]:

@@ -23,7 +23,7 @@ from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
 from stack.appsteps import run_steps
 from stack.docker_api import docker_client
-from stack.images import ensure_images, ensure_own_images
+from stack.images import building, ensure_images, ensure_own_images
 from stack.kinds import kind_of
 from stack.stopping import Stopped
 from stack.topology import NodeSpec, RunParams, Topology, build_topology, stack_file_of
@@ -103,9 +103,10 @@ class Stack:
         cleanup.reap_dead_runs(client, self.progress)
         if not self.detached:
             reaper.watch_this_process()  # removes this run within seconds if this process is killed
-        self.images = ensure_images(client, self.progress)
-        self._check_own_images()
-        ensure_own_images(client, self.topology.nodes, self.images["base"], self.progress)
+        with building(self.progress):
+            self.images = ensure_images(client, self.progress)
+            self._check_own_images()
+            ensure_own_images(client, self.topology.nodes, self.images["base"], self.progress)
         try:
             self.network = client.networks.create(
                 self.network_name, driver="bridge", check_duplicate=True,

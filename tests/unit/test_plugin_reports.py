@@ -70,7 +70,8 @@ def test_junit_properties_of_a_chaos_test(session):
     case = ET.parse(here / "out.xml").getroot().find(".//testcase[@name='test_vulnerable']")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     run_dir = here / "reports" / "test_incident.py_test_vulnerable"
-    assert props == {"chaos_verdict": "invalid", "chaos_violations": "duplicated,lost",
+    assert props == {"chaos_group": "Workers drop messages", "chaos_variant": "vulnerable", "chaos_seconds": "12.5",
+                     "chaos_verdict": "invalid", "chaos_violations": "duplicated,lost",
                      "chaos_report": str(Path("reports") / run_dir.name / "report.html"),
                      "chaos_replay": f"chaos-harness replay reports/{run_dir.name}/scenario.json"}
 
@@ -82,3 +83,57 @@ def test_run_facts_and_index_at_the_end(session):
     index = (here / "reports" / "index.html").read_text()
     assert "test_incident.py::test_vulnerable" in index and "Workers drop messages" in index
     assert f"index: {here.resolve() / 'reports' / 'index.html'}" in result.stdout
+
+
+TEST_TWO = '''
+"""Workers drop messages."""
+
+import os
+from pathlib import Path
+
+from harness.scenario import Scenario
+
+
+def test_vulnerable(chaos_run, chaos_check):
+    Path(f"ns-vulnerable").write_text(os.environ.get("CHAOS_NAMESPACE", ""))
+    chaos_check(chaos_run(Scenario(name="x")), expect={"lost"})
+
+
+def test_hardened(chaos_run, chaos_check):
+    Path(f"ns-hardened").write_text(os.environ.get("CHAOS_NAMESPACE", ""))
+    chaos_check(chaos_run(Scenario(name="y")), expect={"lost"})
+'''
+
+
+def test_under_xdist_each_worker_has_its_namespace_and_report_subdirectory_and_one_index_merges_them(tmp_path):
+    pytest.importorskip("xdist")
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_incident.py").write_text(textwrap.dedent(TEST_TWO))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "CHAOS_NAMESPACE": "suite"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "--chaos-report-dir=reports", "test_incident.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    namespaces = {(tmp_path / f"ns-{v}").read_text() for v in ("vulnerable", "hardened")}
+    assert namespaces <= {"suite-gw0", "suite-gw1"}, namespaces
+    runs = sorted(p.relative_to(tmp_path / "reports").as_posix() for p in (tmp_path / "reports").glob("gw*/*")
+                  if p.is_dir())
+    assert len(runs) == 2 and all(r.split("/")[0] in ("gw0", "gw1") for r in runs), runs
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert all(f"href='{r}/report.html'" in index for r in runs), runs
+    # the controller's summary lists both workers' runs
+    # the controller's summary has both workers' runs in one table
+    table = result.stdout.split("chaos runs", 1)[1].splitlines()
+    assert any(line.split() == ["Workers", "drop", "messages", "invalid", "(duplicated,", "lost)", "invalid",
+                                "(duplicated,", "lost)", "25"] for line in table), result.stdout
+
+
+def test_docker_hosts_must_be_local(tmp_path):
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             "--chaos-docker-hosts", "unix:///run/a.sock,ssh://me@far"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "'ssh://me@far' is not a unix:// socket or a tcp:// address of this machine" in result.stderr, result.stderr
