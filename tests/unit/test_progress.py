@@ -64,6 +64,12 @@ def test_the_plugin_keeps_pika_chatter_out_of_live_logs_unless_asked():
         def addinivalue_line(self, *_args) -> None:
             pass
 
+        def getoption(self, _name):
+            return None
+
+        def getini(self, _name):
+            return ""
+
     pika = logging.getLogger("pika")
     before = pika.level
     try:
