@@ -20,6 +20,7 @@ LABEL_OWNER_PID = "chaos-harness.owner-pid"
 LABEL_OWNER_START = "chaos-harness.owner-start"
 LABEL_OWNER_HOST = "chaos-harness.owner-host"
 LABEL_DETACHED = "chaos-harness.detached"
+LABEL_OVERRIDES = "chaos-harness.overrides"  # variables a deploy set apart from the spec (comma-separated)
 LABEL_KIND = "chaos-harness.kind"  # "node", "helper" (partition helpers), "network"
 LABEL_NAMESPACE = "chaos-harness.namespace"
 LABEL_SERVICES = "chaos-harness.services"

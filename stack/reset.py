@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from stack import cleanup
 from stack.appsteps import run_steps
 from stack.topology import PROXY_API_PORT
 
@@ -38,9 +39,12 @@ def _redeploy_drifted_services(stack: "Stack") -> list[str]:
     for node in stack.topology.nodes:
         if not kind_of(node.role).service:
             continue
-        env = deployed_env(stack.container(node.name))
+        container = stack.container(node.name)
+        env = deployed_env(container)
         drift = {k for k, v in node.env.items() if env.get(k) != v}
         drift |= {k for k in env if k.startswith("CHAOS_") and k not in node.env}
+        # whatever a deploy set, whatever its name (an app's own MAILER_BUGS as much as CHAOS_SWITCHES)
+        drift |= {k for k in container.labels.get(cleanup.LABEL_OVERRIDES, "").split(",") if k}
         if drift:
             stack.redeploy(node.name, None, wait=False)
             redeployed.append(node.name)

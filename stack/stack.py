@@ -195,7 +195,9 @@ class Stack:
                     self.containers[node.name] = container
             pending = [n for n in pending if n not in wave]
 
-    def _create(self, node: NodeSpec, bindings) -> object:
+    def _create(self, node: NodeSpec, bindings, overridden: list[str] | None = None) -> object:
+        """Create and start the node's container; `overridden` names the variables a deploy set apart
+        from the stack file's spec (a label, so a reset knows to redeploy it whatever their names)."""
         import docker.errors
 
         ports = {f"{p}/tcp": ("127.0.0.1", bindings.get((node.name, p))) for p in node.publish}
@@ -208,7 +210,8 @@ class Stack:
         kwargs = dict(
             name=self.container_name(node.name), hostname=node.name, detach=True,
             labels=self.labels(**{cleanup.LABEL_NODE: node.name, cleanup.LABEL_ROLE: node.role,
-                                  cleanup.LABEL_KIND: "node"}),
+                                  cleanup.LABEL_KIND: "node"},
+                               **({cleanup.LABEL_OVERRIDES: ",".join(overridden)} if overridden else {})),
             environment=env, ports=ports, network=self.network_name,
             mem_limit=node.mem_limit, cap_add=list(node.cap_add) or None,
         )
@@ -332,7 +335,8 @@ class Stack:
         stopped = self.stop_node(node, grace)
         old.remove(force=True)
         self.containers.pop(node, None)
-        self.containers[node] = self._create(spec, ports)
+        overridden = sorted(k for k, v in (env or {}).items() if base.env.get(k) != v)
+        self.containers[node] = self._create(spec, ports, overridden)
         if wait:
             self.wait_healthy([spec])
         return stopped
