@@ -6,7 +6,13 @@ It is the harness's, not the app's: the observer reads it (`harness/observer.py`
     python3 -m stack.provider.sink
 
 `POST /deliver {id, worker, attempt}` appends one JSON line per accepted delivery (duplicates too:
-the checkers must see them) and flushes it before answering 200; `GET /deliveries?offset=&limit=`
+the checkers must see them) and flushes it before answering 200. With `SMTP_PORT` set it is also a
+mail server (aiosmtpd) for email senders: every message it accepts is one delivery, of the id found in
+it by `ID_PATTERN` (a regular expression whose first group is the id; by default the harness's message
+ids anywhere in the headers or body), or in the header `ID_HEADER` when that is set, and of the worker
+that greeted it (its EHLO name: the health checker knows the senders by it, so a sender should greet
+with its host name, as `smtplib.SMTP(..., local_hostname=socket.gethostname())` does); a message with no id is refused (550) so a sender notices. Outages answer
+451 to DATA; `GET /deliveries?offset=&limit=`
 pages them through an in-memory index of line offsets; `POST /control` makes a share of requests
 fail (503) or slow (an outage); `POST /reset` clears everything. The log survives a restart.
 """
@@ -92,6 +98,51 @@ class Outage:
         self.rng = random.Random(seed)
 
 
+# The harness's message ids (harness/workload.py): a run's prefix (letters, digits, `_`, `.`, `-`), then
+# `-` and the message's number in 8 digits, or for a campaign `-k<number>:<recipient>`; standing alone
+# (not glued to other word characters), a trailing full stop allowed.
+DEFAULT_ID_PATTERN = r"(?<![\w.-])([\w.-]+?-(?:k\d{8}:[\w.@+-]*\w|\d{8}))(?![\w-])"
+
+
+class MailHandler:
+    """aiosmtpd's handler: each accepted message is one delivery (see the module's docstring)."""
+
+    def __init__(self, deliveries: "DeliveryLog", outage: "Outage", pattern: str, header: str) -> None:
+        import re
+
+        self.deliveries, self.outage = deliveries, outage
+        self.pattern, self.header = re.compile(pattern), header
+
+    def find_id(self, data: bytes) -> str | None:
+        from email import message_from_bytes, policy
+
+        message = message_from_bytes(data, policy=policy.default)
+        if self.header:
+            value = message.get(self.header)
+            return str(value).strip() or None if value is not None else None
+        parts = [f"{k}: {v}" for k, v in message.items()]
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                try:
+                    parts.append(part.get_content())
+                except (LookupError, ValueError):
+                    parts.append(part.get_payload(decode=True).decode("utf-8", "replace"))
+        found = self.pattern.search("\n".join(parts))
+        return found.group(1) if found else None
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if self.outage.delay_ms:
+            await asyncio.sleep(self.outage.delay_ms / 1000)
+        if self.outage.fail_rate and self.outage.rng.random() < self.outage.fail_rate:
+            return "451 4.3.0 provider unavailable (injected)"
+        found = self.find_id(envelope.original_content or envelope.content)
+        if found is None:
+            return "550 5.6.0 no message id found in the message"
+        record = {"id": found, "worker": str(session.host_name or ""), "attempt": 1, "ts": time.time()}
+        self.deliveries.append(record)
+        return "250 2.0.0 accepted"
+
+
 def _bad(reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=400)
 
@@ -104,10 +155,14 @@ async def _json(request: web.Request) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-def make_app(path: str = LOG_PATH) -> web.Application:
+def make_app(path: str = LOG_PATH, smtp_port: int | None = None) -> web.Application:
     deliveries = DeliveryLog(path)
     outage = Outage()
     app = web.Application(client_max_size=64 * 1024)
+    if smtp_port:
+        app.cleanup_ctx.append(_smtp_server(MailHandler(deliveries, outage, os.environ.get("ID_PATTERN") or
+                                                        DEFAULT_ID_PATTERN, os.environ.get("ID_HEADER", "")),
+                                            smtp_port))
 
     async def deliver(request: web.Request) -> web.Response:
         body = await _json(request)
@@ -165,10 +220,29 @@ def make_app(path: str = LOG_PATH) -> web.Application:
     return app
 
 
+def _smtp_server(handler: MailHandler, port: int):
+    """The SMTP listener, started and stopped with the HTTP app (one event loop, one delivery log)."""
+
+    async def context(app: web.Application):
+        from aiosmtpd.smtp import SMTP
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="provider", ident="chaos-harness provider", data_size_limit=1 << 20),
+            host="0.0.0.0", port=port)
+        log.info("SMTP on port %s", port)
+        yield
+        server.close()
+        await server.wait_closed()
+
+    return context
+
+
 def main() -> None:
     port = int(os.environ.get("HTTP_PORT", "8080"))
+    smtp = int(os.environ["SMTP_PORT"]) if os.environ.get("SMTP_PORT") else None
     # SIGTERM: stop listening, answer the deliveries in flight (each is logged before its 200), exit 0.
-    web.run_app(make_app(), host="0.0.0.0", port=port, access_log=None, print=None,
+    web.run_app(make_app(smtp_port=smtp), host="0.0.0.0", port=port, access_log=None, print=None,
                 shutdown_timeout=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "8")))
 
 
