@@ -1,0 +1,1 @@
+"""mailer: a small transactional-email service (an example app under the chaos harness)."""
