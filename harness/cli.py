@@ -147,6 +147,7 @@ def cmd_replay(args) -> int:
     with stack:
         result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
     print(result.verdict.summary())
+    say_missed(result)
     print(f"report: {result.report_dir}")
     return result.verdict.exit_code
 
@@ -180,9 +181,7 @@ def cmd_run(args) -> int:
     with stack:
         result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
     print(result.verdict.summary())
-    for missed in result.missed:
-        print(f"warning: step {missed.get('step')} {missed.get('fault')} took no effect: "
-              f"{missed.get('error') or 'no effect'} (a verdict over faults that hit nothing proves nothing)")
+    say_missed(result)
     found = result.violations()
     if args.variant == "vulnerable":
         wanted, came = f"red ({', '.join(sorted(expect))})", expect <= found
@@ -251,8 +250,19 @@ def cmd_soak(args) -> int:
     with stack:
         result = run_scenario(stack, scenario, args.report_dir, seed=args.seed)
     print(result.verdict.summary())
+    say_missed(result)
     print(f"report: {result.report_dir}")
     return result.verdict.exit_code
+
+
+def say_missed(result) -> None:
+    """Each schedule step that took no effect, one warning line: the verdict says nothing about it."""
+    if result.missed:
+        steps = len(result.coverage) + len(result.missed)
+        print(f"warning: {len(result.missed)} of {steps} steps took no effect; the verdict covers the others only")
+    for missed in result.missed:
+        print(f"warning: step {missed.get('step')} {missed.get('fault')} took no effect: "
+              f"{missed.get('error') or 'no effect'} (a verdict over faults that hit nothing proves nothing)")
 
 
 def deploy_overrides(specs: list[str], topology) -> dict[str, dict[str, str]]:

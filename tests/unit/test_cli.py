@@ -104,3 +104,19 @@ def test_report_redraws_every_run_and_the_index_offline(tmp_path):
 def test_search_refuses_a_bad_budget_before_touching_docker(args, message):
     line = single_error_line(run_cli("search", "--profile", "nightly", *args, env=_dead_docker(), timeout=60))
     assert message in line, line
+
+
+def test_a_step_that_took_no_effect_is_said_with_the_verdict(capsys):
+    """A soak or replay whose step missed still prints its verdict, and a warning naming the step."""
+    from types import SimpleNamespace
+
+    from harness.cli import say_missed
+
+    say_missed(SimpleNamespace(missed=[{"step": "35", "fault": "redis-failover", "error": "timed out"}],
+                               coverage=[{}] * 60))
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: 1 of 61 steps took no effect; the verdict covers the others only",
+        "warning: step 35 redis-failover took no effect: timed out (a verdict over faults that hit nothing "
+        "proves nothing)"]
+    say_missed(SimpleNamespace(missed=[], coverage=[{}] * 3))
+    assert capsys.readouterr().out == ""
