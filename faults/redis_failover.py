@@ -21,7 +21,7 @@ def sentinel_views(stack) -> dict[str, str]:
         try:
             views[sentinel] = health.sentinel_master(stack, sentinel).get("ip", "?")
         except Exception as exc:
-            views[sentinel] = f"? ({type(exc).__name__})"
+            views[sentinel] = f"? ({type(exc).__name__}: {str(exc)[:80]})"  # the message: what went wrong
     return views
 
 
