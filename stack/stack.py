@@ -205,7 +205,10 @@ class Stack:
         if node.clock:  # opted in to clock faults: the clock library and its offset file (stack.clock)
             from stack import clock
 
-            files += clock.node_files(self.client, self.images["clock"])
+            from stack.images import plan_images
+
+            # a stack attached to a running run has no image table: the clock image's name is its hash
+            files += clock.node_files(self.client, self.images.get("clock") or plan_images().names["clock"])
             env.update(clock.node_env())
         kwargs = dict(
             name=self.container_name(node.name), hostname=node.name, detach=True,
