@@ -177,10 +177,13 @@ class Fault:
     # `replaces_containers`: it starts new containers, whose disks start empty (the stack keeps no
     # volumes), so generated schedules aim it only at app services: on a broker, a ZooKeeper or a Redis
     # node it would wipe the node's data, the harness's doing and not a fault of the system.
+    # `narrow_targets`: it serves only some nodes (clock-skew the opted-in ones, rabbitmq-alarm brokers):
+    # generated steps aim only at targets its `check_targets` accepts.
     short: ClassVar[bool] = True
     acts_on_groups: ClassVar[bool] = False
     follows: ClassVar[tuple[str, ...]] = ()
     replaces_containers: ClassVar[bool] = False
+    narrow_targets: ClassVar[bool] = False
 
     def __init__(self, ctx: FaultContext, targets: list[str], params: dict[str, Any]) -> None:
         self.ctx = ctx

@@ -32,6 +32,7 @@ class ClockSkew(NodeFault):
     name = "clock-skew"
     summary = "move the targets' wall clock by offset_s (nodes with x-clock: true only); heal moves it back"
     short = False  # the ci profile keeps the faults the hardened reference app is shown to survive in a short run
+    narrow_targets = True  # generated steps aim at targets every node of which opts in
     params = (Param("offset_s", float, 300.0, help="how far the wall clock moves; negative: into the past",
                     unit="s", bounds=(-30 * 86400, 30 * 86400), search=(-3600, 3600)),)
 
@@ -53,18 +54,6 @@ class ClockSkew(NodeFault):
         if outside:
             raise HarnessError(f"{where}: clock-skew: {', '.join(outside)} may be targeted but does not opt in "
                                f"to clock faults ({OPT_IN})")
-
-    @classmethod
-    def target_pool(cls, topology, pool: list[str]) -> list[str]:
-        """Generated steps aim at targets every node of which opts in."""
-        keep = []
-        for target in pool:
-            try:
-                cls.check_targets([target], {}, topology, "generated")
-            except HarnessError:
-                continue
-            keep.append(target)
-        return keep
 
     def inject(self) -> Effect:
         from stack import clock

@@ -50,12 +50,23 @@ class RabbitmqAlarm(NodeFault):
     name = "rabbitmq-alarm"
     summary = "raise a memory or disk alarm on the target RabbitMQ nodes (publishers block); heal restores the limit"
     short = False  # the ci profile keeps the faults the hardened reference app is shown to survive in a short run
+    narrow_targets = True  # generated steps aim at brokers only
     params = (Param("resource", str, "memory", choices=("memory", "disk"), help="which alarm"),)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.restore: dict[str, list[str]] = {}
         self.records: dict[str, object] = {}
+
+    @classmethod
+    def check_targets(cls, targets, params, topology, where):
+        from faults.roles import possible_nodes
+
+        nodes, _ = possible_nodes(list(targets), topology)
+        wrong = sorted(n for n in nodes if topology.node(n).role != "rabbitmq")
+        if wrong:
+            raise HarnessError(f"{where}: rabbitmq-alarm: {', '.join(wrong)} may be targeted but is not a "
+                               "RabbitMQ node")
 
     def resolve(self) -> list[str]:
         nodes = super().resolve()

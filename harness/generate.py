@@ -116,8 +116,15 @@ def target_pool(fault, topology, long_faults: bool = False) -> list[str]:
         nodes += mode_targets(topology)
     pool = {"links": link_targets(topology),
             "nodes": nodes or node_targets(topology, services)}.get(fault.targets_kind, [""])
-    narrow = getattr(fault, "target_pool", None)  # a fault that serves only some nodes (clock-skew)
-    return narrow(topology, pool) if narrow else pool
+    return [t for t in pool if _accepts(fault, t, topology)] if fault.narrow_targets else pool
+
+
+def _accepts(fault, target: str, topology) -> bool:
+    try:
+        fault.check_targets([target], {}, topology, "generated")
+    except HarnessError:
+        return False
+    return True
 
 
 def link_targets(topology) -> list[str]:

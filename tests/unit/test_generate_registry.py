@@ -171,3 +171,19 @@ def test_clock_skew_is_drawn_only_on_nodes_that_opt_in():
         fault.check_targets(["sentinel1"], {}, small, "step 1")
     with pytest.raises(HarnessError, match="zk1 may be targeted"):
         fault.check_targets(["primaries"], {}, small, "step 1")
+
+
+def test_rabbitmq_alarm_is_drawn_on_brokers_only():
+    """The nightly search drew rabbitmq-alarm on `api` (a step that then took no effect): the fault now
+    says which targets it serves, and generated steps aim only there."""
+    from faults.base import get_fault
+    from harness.errors import HarnessError
+    from harness.generate import target_pool
+    from stack.model import load_stack_file, shipped_stack
+
+    fault = get_fault("rabbitmq-alarm")
+    default = load_stack_file(shipped_stack("default"), RunParams(run_id="u", cookie="c"))
+    pool = target_pool(fault, default, long_faults=True)
+    assert pool and "rmq1" in pool and not {"api", "worker1", "redis1", "primaries"} & set(pool), pool
+    with pytest.raises(HarnessError, match="api may be targeted but is not a RabbitMQ node"):
+        fault.check_targets(["api"], {}, default, "step 3")
