@@ -14,6 +14,7 @@ import io
 import tarfile
 import time
 
+from stack.docker_api import read_file
 from stack.topology import ConfigFile
 
 FOLDER = "/chaos-harness"
@@ -29,10 +30,7 @@ def library(client, image: str) -> bytes:
     if image not in _libraries:
         container = client.containers.create(image, command=["true"])
         try:
-            stream, _ = container.get_archive(BUILT_AT)
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-                member = tar.getmembers()[0]
-                _libraries[image] = tar.extractfile(member).read()
+            _libraries[image] = read_file(container, BUILT_AT)
         finally:
             container.remove(force=True)
     return _libraries[image]
@@ -60,6 +58,4 @@ def set_offset(container, offset_ns: int) -> None:
 
 def read_offset(container) -> int:
     """The offset the node's file holds now, in nanoseconds."""
-    stream, _ = container.get_archive(OFFSET_FILE)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        return int(tar.extractfile(tar.getmembers()[0]).read().decode().strip() or 0)
+    return int(read_file(container, OFFSET_FILE).decode().strip() or 0)

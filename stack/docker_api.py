@@ -19,3 +19,13 @@ def docker_client(timeout: int = 120):
         raise HarnessError(
             f"Docker daemon not reachable at {where}: is it running, and may this user use it?") from None
     return client
+
+
+def read_file(container, path: str) -> bytes:
+    """One file's bytes out of a container (running or not), through the Docker API's archive."""
+    import io
+    import tarfile
+
+    stream, _ = container.get_archive(path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return tar.extractfile(tar.getmembers()[0]).read()

@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 from harness.progress import Ticker, say
 from stack import cleanup, health, reaper, stopping
 from stack.appsteps import run_steps
-from stack.docker_api import docker_client
+from stack.docker_api import docker_client, read_file
 from stack.images import building, ensure_images, ensure_own_images
 from stack.kinds import kind_of
 from stack.stopping import Stopped
@@ -204,7 +204,6 @@ class Stack:
         files, env = node.files, dict(node.env)
         if node.clock:  # opted in to clock faults: the clock library and its offset file (stack.clock)
             from stack import clock
-
             from stack.images import plan_images
 
             # a stack attached to a running run has no image table: the clock image's name is its hash
@@ -265,10 +264,7 @@ class Stack:
         if user == "root":
             return 0, 0
         if image_key not in self._passwd:
-            stream, _ = container.get_archive("/etc/passwd")
-            raw = io.BytesIO(b"".join(stream))
-            with tarfile.open(fileobj=raw) as tar:
-                text = tar.extractfile(tar.getmembers()[0]).read().decode()
+            text = read_file(container, "/etc/passwd").decode()
             self._passwd[image_key] = {
                 f[0]: (int(f[2]), int(f[3])) for f in (line.split(":") for line in text.splitlines()) if len(f) > 3}
         try:
