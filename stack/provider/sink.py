@@ -11,8 +11,8 @@ mail server (aiosmtpd) for email senders: every message it accepts is one delive
 it by `ID_PATTERN` (a regular expression whose first group is the id; by default the harness's message
 ids anywhere in the headers or body), or in the header `ID_HEADER` when that is set, and of the worker
 that greeted it (its EHLO name: the health checker knows the senders by it, so a sender should greet
-with its host name, as `smtplib.SMTP(..., local_hostname=socket.gethostname())` does); a message with no id is refused (550) so a sender notices. Outages answer
-451 to DATA; `GET /deliveries?offset=&limit=`
+with its host name, as `smtplib.SMTP(..., local_hostname=socket.gethostname())` does); a message with
+no id is refused (550) so a sender notices. Outages answer 451 to DATA; `GET /deliveries?offset=&limit=`
 pages them through an in-memory index of line offsets; `POST /control` makes a share of requests
 fail (503) or slow (an outage); `POST /reset` clears everything. The log survives a restart.
 """
@@ -97,6 +97,12 @@ class Outage:
         self.fail_rate, self.delay_ms, self.seed = fail_rate, delay_ms, seed
         self.rng = random.Random(seed)
 
+    async def strikes(self) -> bool:
+        """Wait out the delay; then whether this request fails (over HTTP and SMTP alike)."""
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000)
+        return bool(self.fail_rate) and self.rng.random() < self.fail_rate
+
 
 # The harness's message ids (harness/workload.py): a run's prefix (letters, digits, `_`, `.`, `-`), then
 # `-` and the message's number in 8 digits, or for a campaign `-k<number>:<recipient>`; standing alone
@@ -131,9 +137,7 @@ class MailHandler:
         return found.group(1) if found else None
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        if self.outage.delay_ms:
-            await asyncio.sleep(self.outage.delay_ms / 1000)
-        if self.outage.fail_rate and self.outage.rng.random() < self.outage.fail_rate:
+        if await self.outage.strikes():
             return "451 4.3.0 provider unavailable (injected)"
         found = self.find_id(envelope.original_content or envelope.content)
         if found is None:
@@ -168,9 +172,7 @@ def make_app(path: str = LOG_PATH, smtp_port: int | None = None) -> web.Applicat
         body = await _json(request)
         if body is None or not isinstance(body.get("id"), str) or not body["id"]:
             return _bad("expected a JSON object with a non-empty string id")
-        if outage.delay_ms:
-            await asyncio.sleep(outage.delay_ms / 1000)
-        if outage.fail_rate and outage.rng.random() < outage.fail_rate:
+        if await outage.strikes():
             return web.json_response({"error": "provider unavailable (injected)"}, status=503)
         record = {"id": body["id"], "worker": str(body.get("worker", "")),
                   "attempt": int(body.get("attempt", 1) or 1), "ts": time.time()}
