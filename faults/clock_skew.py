@@ -39,6 +39,7 @@ class ClockSkew(NodeFault):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.records: dict[str, object] = {}  # node -> undo record
+        self.undo: dict[str, dict] = {}  # node -> the undo heal applies, the one the record holds
 
     @classmethod
     def check_topology(cls, params, topology, where):
@@ -66,8 +67,8 @@ class ClockSkew(NodeFault):
         offset_ns = int(round(self.p["offset_s"] * 1e9))
         for node in nodes:
             container = stack.container(node)
-            before = clock.read_offset(container)
-            self.records[node] = journal.record(self.ctx, node, self.name, {"clock": before})
+            self.undo[node] = {"clock": clock.read_offset(container)}
+            self.records[node] = journal.record(self.ctx, node, self.name, self.undo[node])
             clock.set_offset(container, offset_ns)
             if clock.read_offset(container) != offset_ns:
                 raise HarnessError(f"clock-skew: {node}'s offset file did not take {offset_ns} ns")
@@ -77,10 +78,11 @@ class ClockSkew(NodeFault):
         stack = self.ctx.stack
         healed = []
         for node, record in list(self.records.items()):
-            problem = journal.apply(stack.client, {"container": stack.container(node).id, "undo": {"clock": 0}})
+            problem = journal.apply(stack.client, {"container": stack.container(node).id, "undo": self.undo[node]})
             if problem:
                 raise HarnessError(f"clock-skew heal: {node}: {problem}")
             journal.done(record)
             self.records.pop(node)
+            self.undo.pop(node)
             healed.append(node)
         return self.effect(healed)
