@@ -291,10 +291,9 @@ class Partition(NodeFault):
             else:
                 self.helpers.pop(node, None)
         if self.disconnected:
-            network = stack.client.networks.get(stack.network_name)
             for x in list(self.disconnected):
                 try:
-                    network.connect(stack.container(x), aliases=[x])
+                    stack.connect(x)  # at its own address again
                 except Exception as exc:  # already connected counts as healed
                     if "already exists" not in str(exc):
                         raise

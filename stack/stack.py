@@ -54,6 +54,7 @@ class Stack:
         self.topology: Topology = build_topology(self.stack_file, self.params)
         self.images: dict[str, str] = {}
         self.network = None
+        self._subnet = None  # the network's subnet (ipaddress.IPv4Network), read once
         self.containers: dict[str, object] = {}
         self._passwd: dict[str, dict[str, tuple[int, int]]] = {}
 
@@ -108,9 +109,7 @@ class Stack:
             self._check_own_images()
             ensure_own_images(client, self.topology.nodes, self.images["base"], self.progress)
         try:
-            self.network = client.networks.create(
-                self.network_name, driver="bridge", check_duplicate=True,
-                labels=self.labels(**{cleanup.LABEL_KIND: "network"}))
+            self.network = self._create_network()
             services = [n for n in self.topology.nodes if kind_of(n.role).service]
             infra = [n for n in self.topology.nodes if n not in services]
             self._start_waves(infra)
@@ -135,6 +134,57 @@ class Stack:
             cleanup.remove_run(self.client, run, None if quiet else self.progress)
         self.containers.clear()
         self.network = None
+
+    # ------------------------------------------------------------------ the network and node addresses
+    def _create_network(self):
+        """A bridge network whose subnet is written into its config, so that every node can keep one address
+        across restarts (`node_ip`); Docker hands a restarted container whatever address is free, and pins
+        one only on a network with a configured subnet. The subnet is the one Docker would pick itself:
+        asked for with a first network, which is removed at once."""
+        import docker.errors
+        from docker.types import IPAMConfig, IPAMPool
+
+        labels = self.labels(**{cleanup.LABEL_KIND: "network"})
+        last = ""
+        for _ in range(5):
+            probe = self.client.networks.create(self.network_name, driver="bridge", check_duplicate=True,
+                                                labels=labels)
+            probe.reload()
+            pool = (probe.attrs.get("IPAM", {}).get("Config") or [{}])[0]
+            probe.remove()
+            if not pool.get("Subnet"):
+                raise HarnessError(f"Docker gave network {self.network_name} no IPv4 subnet: {probe.attrs.get('IPAM')}")
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=pool["Subnet"], gateway=pool.get("Gateway"))])
+            try:
+                return self.client.networks.create(self.network_name, driver="bridge", check_duplicate=True,
+                                                   labels=labels, ipam=ipam)
+            except docker.errors.APIError as exc:  # another process took the subnet in between: ask again
+                last = exc.explanation or str(exc)
+                if "overlap" not in last and "in use" not in last:
+                    raise
+        raise HarnessError(f"could not create network {self.network_name}: {last}")
+
+    def node_ip(self, node: str) -> str:
+        """The node's address on the run's network, the same across restarts and redeploys: the subnet's
+        16th address on, in the order of the topology's nodes."""
+        import ipaddress
+
+        if self._subnet is None:
+            network = self.network or self.client.networks.get(self.network_name)
+            pool = (network.attrs.get("IPAM", {}).get("Config") or [{}])[0]
+            self._subnet = ipaddress.ip_network(pool.get("Subnet") or "0.0.0.0/32")
+        names = [n.name for n in self.topology.nodes]
+        if node not in names:
+            raise HarnessError(f"no node {node!r} in the {self.topology.name} stack")
+        address = self._subnet.network_address + 16 + names.index(node)
+        if address >= self._subnet.broadcast_address:
+            raise HarnessError(f"network {self.network_name} ({self._subnet}) has no room for {len(names)} nodes")
+        return str(address)
+
+    def connect(self, node: str) -> None:
+        """Attach the node's container to the run's network at its own address, under its short name."""
+        network = self.network or self.client.networks.get(self.network_name)
+        network.connect(self.container(node), aliases=[node], ipv4_address=self.node_ip(node))
 
     # ------------------------------------------------------------------ starting nodes
     def _check_ports_free(self) -> None:
@@ -217,15 +267,20 @@ class Stack:
             environment=env, ports=ports, network=self.network_name,
             mem_limit=node.mem_limit, cap_add=list(node.cap_add) or None,
         )
+        pinned = kind_of(node.role).hosts(self.topology, node)
+        if pinned:  # these names come from /etc/hosts, never from Docker's DNS (Kind.pinned_peers)
+            kwargs["extra_hosts"] = {name: self.node_ip(name) for name in pinned}
         if node.command:
             kwargs["command"] = list(node.command)
         if node.user:
             kwargs["user"] = node.user
         try:
             container = self.client.containers.create(self.images.get(node.image, node.image), **kwargs)
-            # Aliases so that every node resolves every other node (and itself) by its short name.
-            self.network.disconnect(container)
-            self.network.connect(container, aliases=[node.name])
+            # Aliases so that every node resolves every other node (and itself) by its short name; an
+            # address of its own that a restart keeps.
+            network = self.network or self.client.networks.get(self.network_name)
+            network.disconnect(container)
+            network.connect(container, aliases=[node.name], ipv4_address=self.node_ip(node.name))
             if files:
                 container.put_archive("/", self._archive(node.image, files, container))
             container.start()

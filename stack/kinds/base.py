@@ -24,6 +24,15 @@ class Kind:
     roles: ClassVar[tuple[str, ...]] = ()  # the roles (NodeSpec.role) of this kind; default (name,)
     service: ClassVar[bool] = False  # an app service: started once the infrastructure is ready
     group: ClassVar[bool] = False  # readiness judges all nodes of the kind whenever one is asked about
+    # Kinds whose nodes name these kinds' nodes in /etc/hosts (pinned addresses) instead of asking
+    # Docker's DNS: a stopped container's name stops resolving, and a lookup whose answer is lost blocks
+    # its caller for the resolver's 5 s (see `hosts`).
+    pinned_peers: ClassVar[tuple[str, ...]] = ()
+
+    def hosts(self, topology, node: "NodeSpec") -> list[str]:
+        """Names the node resolves from its own /etc/hosts, at addresses that stay the same across
+        restarts (`Stack.node_ip`): the nodes of the kinds in `pinned_peers`."""
+        return [n.name for n in topology.nodes if n.role in self.pinned_peers and n.name != node.name]
 
     def serving(self, stack: "Stack", node: str) -> tuple[bool, str]:
         """Whether the node answers on its own protocol now, and what was seen."""

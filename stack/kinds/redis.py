@@ -36,6 +36,10 @@ def primary(stack) -> str:
 class Redis(Kind):
     name = "redis"
     group = True
+    # A replica resolves its master's name on every reconnect, blocking: with Docker's DNS a killed
+    # master's name stops resolving, and one lost answer stalls the replica 5 s (longer than Sentinel's
+    # down-after), so a failover can find no good replica.
+    pinned_peers = ("redis", "sentinel")
 
     def serving(self, stack, node: str) -> tuple[bool, str]:
         return ping(stack, node, REDIS_PORT)

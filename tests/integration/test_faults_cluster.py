@@ -103,6 +103,25 @@ def test_redis_failover_names_a_new_master_and_the_old_one_replicates(stack):
     assert info["role"] == "slave" and info["master_host"] == new
 
 
+def test_redis_failover_by_kill_keeps_addresses_and_sentinels_out_of_tilt(stack):
+    """A killed primary's name still resolves for Sentinels and replicas (/etc/hosts, pinned addresses):
+    through Docker's DNS it would not, and a stalled lookup put Sentinels in TILT mode (FAULTS.md)."""
+    old = redis_primary(stack)
+    address = stack.node_ip(old)
+    fault = make(stack, "redis-failover", method="kill")
+    effect = fault.inject()
+    assert effect.facts["new_primary"] != old
+    fault.heal()
+    stack.container(old).reload()
+    networks = stack.container(old).attrs["NetworkSettings"]["Networks"]
+    assert networks[stack.network_name]["IPAddress"] == address  # restarted at its own address
+    for sentinel in stack.topology.names("sentinel"):
+        code, out = stack.exec(sentinel, ["getent", "hosts", old])
+        assert code == 0 and out.split()[0] == address, out
+        logs = stack.container(sentinel).logs().decode(errors="replace")
+        assert "+tilt" not in logs, logs[-2000:]
+
+
 def test_zk_leader_kill_makes_another_node_lead(stack):
     old = zk_leader(stack)
     fault = make(stack, "zk-leader-kill")
