@@ -97,6 +97,13 @@ class RunResult:
     coverage: list[dict[str, Any]]
     answers: dict[str, int]
     missed: list[dict[str, Any]] = field(default_factory=list)  # schedule steps that took no effect
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (reset, workload, drain...)
+
+    @property
+    def overhead_s(self) -> float:
+        """The harness's own time: the run's wall time minus the workload's duration (what the user asked for;
+        the `workload` phase also holds a schedule that outlasts the workload, and its heals)."""
+        return self.seconds - self.scenario.workload.duration_s
 
     @property
     def status(self) -> str:
@@ -155,8 +162,10 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     (report_dir / "scenario.json").write_text(json.dumps(scenario.to_data(), indent=2))
     schedule.save(report_dir / "schedule.json")
     started = time.monotonic()
+    phases: dict[str, float] = {}
     say(f"[scenario] {scenario.name}: resetting the stack")
-    reset_stack(stack)
+    phases["reset"] = reset_stack(stack)
+    mark = time.monotonic()
     for node, env in scenario.deploy.items():
         say(f"[scenario] deploying {node} with {env}")
         stack.redeploy(node, env, wait=False)
@@ -165,6 +174,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     for node, detail in stack.wait_healthy([stack.topology.node(n) for n in scenario.deploy],
                                            exited_ok=True).items():
         say(f"[scenario] {node} exited instead of becoming ready: {detail}")
+    phases["deploy"], mark = time.monotonic() - mark, time.monotonic()
     app = stack.topology.app
     client, provider = app.client, app.provider
     api = f"http://127.0.0.1:{stack.host_port(client.node, client.port)}"
@@ -179,6 +189,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         watcher.start()  # what each service says of its health, for the `health` checker
         observer.start(interval_s=1.0)
         workload.start()
+        mark = time.monotonic()
         try:
             with Ticker(lambda s: _workload_line(s, workload, observer), say):
                 try:
@@ -190,6 +201,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
         finally:
             workload.stop()
             workload.join(timeout=30)
+        phases["workload"], mark = time.monotonic() - mark, time.monotonic()
         answers = dict(workload.outcomes)
         observer.stop()
         say(f"[scenario] draining (up to {scenario.drain_s:.0f}s)")
@@ -204,13 +216,20 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
             observer.record_parked(parked_ids(stack))
         watcher.stop()  # before the drain's end is judged; exiting the block stops it too
         observer.close()
+    phases["drain"], mark = time.monotonic() - mark, time.monotonic()
     verdict = check(load_with_facts(history_path), late_bound_s=scenario.late_bound_s)
+    phases["check"] = time.monotonic() - mark
     (report_dir / "verdict.json").write_text(verdict.to_json())
     (report_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
-    seconds = time.monotonic() - started
-    say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s")
+    mark = time.monotonic()
     _draw_report(report_dir, say)
-    return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed)
+    phases["report"] = time.monotonic() - mark
+    seconds = time.monotonic() - started
+    (report_dir / "timings.json").write_text(json.dumps({"seconds": round(seconds, 3), "phases": {
+        k: round(v, 3) for k, v in phases.items()}}, indent=2) + "\n")
+    say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s (" + ", ".join(
+        f"{k} {v:.1f}s" for k, v in phases.items()) + ")")
+    return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed, phases)
 
 
 def _workload_line(seconds: float, workload, observer) -> str:
