@@ -170,8 +170,7 @@ class Stack:
         import ipaddress
 
         if self._subnet is None:
-            network = self.network or self.client.networks.get(self.network_name)
-            pool = (network.attrs.get("IPAM", {}).get("Config") or [{}])[0]
+            pool = (self._network().attrs.get("IPAM", {}).get("Config") or [{}])[0]
             self._subnet = ipaddress.ip_network(pool.get("Subnet") or "0.0.0.0/32")
         names = [n.name for n in self.topology.nodes]
         if node not in names:
@@ -181,10 +180,14 @@ class Stack:
             raise HarnessError(f"network {self.network_name} ({self._subnet}) has no room for {len(names)} nodes")
         return str(address)
 
-    def connect(self, node: str) -> None:
-        """Attach the node's container to the run's network at its own address, under its short name."""
-        network = self.network or self.client.networks.get(self.network_name)
-        network.connect(self.container(node), aliases=[node], ipv4_address=self.node_ip(node))
+    def _network(self):
+        """The run's network (looked up when this handle did not create it: an attached stack)."""
+        return self.network or self.client.networks.get(self.network_name)
+
+    def connect(self, node: str, container=None) -> None:
+        """Attach the node's container to the run's network at its own address, under its short name, so
+        that every node resolves every other node (and itself) by that name."""
+        self._network().connect(container or self.container(node), aliases=[node], ipv4_address=self.node_ip(node))
 
     # ------------------------------------------------------------------ starting nodes
     def _check_ports_free(self) -> None:
@@ -276,11 +279,8 @@ class Stack:
             kwargs["user"] = node.user
         try:
             container = self.client.containers.create(self.images.get(node.image, node.image), **kwargs)
-            # Aliases so that every node resolves every other node (and itself) by its short name; an
-            # address of its own that a restart keeps.
-            network = self.network or self.client.networks.get(self.network_name)
-            network.disconnect(container)
-            network.connect(container, aliases=[node.name], ipv4_address=self.node_ip(node.name))
+            self._network().disconnect(container)
+            self.connect(node.name, container)  # its short name, at an address of its own that a restart keeps
             if files:
                 container.put_archive("/", self._archive(node.image, files, container))
             container.start()
