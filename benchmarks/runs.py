@@ -57,6 +57,7 @@ def main() -> int:
     runs: list[dict] = []
     clean_resets: list[float] = []
     faulty_resets: list[float] = []
+    parts: dict[str, list[dict[str, float]]] = {"clean": [], "faulty": []}
     started = time.monotonic()
     stack.up()
     result["up_s"] = round(time.monotonic() - started, 1)
@@ -70,13 +71,20 @@ def main() -> int:
                     runs.append({"kind": kind, "status": run.status, "seconds": round(run.seconds, 2),
                                  "overhead_s": round(run.overhead_s, 2),
                                  "phases": {k: round(v, 2) for k, v in run.phases.items()}})
-                    # the reset the next run would start with, timed on its own
-                    (clean_resets if kind == "clean" else faulty_resets).append(reset_stack(stack))
+                    # the reset the next run would start with, timed on its own and part by part
+                    timings: dict[str, float] = {}
+                    (clean_resets if kind == "clean" else faulty_resets).append(reset_stack(stack, timings))
+                    parts[kind].append(timings)
     finally:
         stack.down(quiet=True)
     result["runs"] = runs
     result["reset_after_clean_s"] = median(clean_resets)
     result["reset_after_faulty_s"] = median(faulty_resets)
+    # where a reset's time goes (stack/reset.py): "health" runs while the services stop, "stop" is
+    # what the stops took beyond it
+    result["reset_parts_s"] = {kind: {part: median([t.get(part, 0.0) for t in timings])
+                                      for part in sorted({p for t in timings for p in t})}
+                               for kind, timings in parts.items()}
     result["overhead_per_run_s"] = {kind: median([r["overhead_s"] for r in runs if r["kind"] == kind])
                                     for kind in ("clean", "faulty")}
     result["all_valid"] = all(r["status"] == "valid" for r in runs)
