@@ -6,12 +6,17 @@ node needs no capability and no tool), makes every lookup time out: open connect
 whatever reconnects by name cannot. Inject checks from inside the namespace that a peer's name resolved
 before and no longer does; heal deletes the chain and checks that it resolves again. A sweep removes the
 helper and its chain if the runner dies (`faults.sweep`).
+
+A node stopped or restarted during the fault (a kill, a redis-failover by kill, a deploy) comes back in a new
+namespace without the rule: the helper is left in the old one, where nothing resolves any more. Heal
+then checks the node's own namespace from a fresh helper (a stopped node has none to check), rather
+than failing on the stale one; the effect names such nodes under `stopped_or_restarted`.
 """
 
 from __future__ import annotations
 
 from faults.base import Effect, register
-from faults.nodes import NodeFault
+from faults.nodes import NodeFault, namespace_gone, started_at, status
 from faults.partition import _PICK_IPT, helper_exec, remove_helper, start_helper, unblock_script
 from harness.errors import HarnessError
 from stack import health
@@ -36,6 +41,7 @@ class DnsFail(NodeFault):
         super().__init__(*args, **kwargs)
         self.chain = f"CHAOS-D{str(self.ctx.step)[:20]}".replace(" ", "")
         self.helpers: dict[str, object] = {}
+        self.started_at: dict[str, str] = {}  # each node's container start when its rule went in
         self.peer = ""
 
     def inject(self) -> Effect:
@@ -44,6 +50,7 @@ class DnsFail(NodeFault):
         self.peer = next(n.name for n in stack.topology.nodes if n.name not in nodes[:1])
         c = self.chain
         for node in nodes:
+            self.started_at[node] = started_at(stack, node)
             helper = start_helper(self.ctx, node, c, fault=self.name)
             self.helpers[node] = helper
             if lookup(helper, self.peer) != 0:
@@ -59,19 +66,37 @@ class DnsFail(NodeFault):
         return self.effect(nodes, resolver=RESOLVER, probe_name=self.peer)
 
     def heal(self) -> Effect:
-        healed, problems = [], {}
+        stack = self.ctx.stack
+        healed, gone, problems = [], [], {}
         for node, helper in list(self.helpers.items()):
+            if namespace_gone(stack, node, self.started_at.get(node, "")):
+                # the rule went with the node's old namespace, where the helper sits
+                remove_helper(helper)
+                self.helpers.pop(node)
+                gone.append(node)
+                if status(stack, node) == "running":
+                    checker = start_helper(self.ctx, node, self.chain, fault=self.name)
+                    try:
+                        self._wait_resolves(node, checker)
+                    finally:
+                        remove_helper(checker)
+                healed.append(node)
+                continue
             code, out = helper_exec(helper, unblock_script(self.chain))
             if code != 0:
                 problems[node] = out.strip()[-200:] or f"exit {code}"
                 continue
-            # checked from the helper, still in the node's namespace: the node needs no tool of its own
-            health.wait_for(f"{node} resolves {self.peer} again",
-                            lambda h=helper: (lookup(h, self.peer) == 0, f"getent hosts {self.peer} fails"),
-                            self.ctx.deadline(30))
+            self._wait_resolves(node, helper)
             remove_helper(helper)
             self.helpers.pop(node)
             healed.append(node)
         if problems:
             raise HarnessError(f"dns-fail heal: could not remove rules: {problems}")
-        return self.effect(healed)
+        return self.effect(healed, stopped_or_restarted=gone)
+
+    def _wait_resolves(self, node: str, helper) -> None:
+        """Checked from a helper in the node's namespace: the node needs no tool of its own."""
+        health.wait_for(f"{node} resolves {self.peer} again",
+                        lambda: (lookup(helper, self.peer) == 0, f"getent hosts {self.peer} fails"),
+                        self.ctx.deadline(30))
+

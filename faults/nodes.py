@@ -36,6 +36,20 @@ def status(stack: "Stack", node: str) -> str:
     return container.status
 
 
+def started_at(stack: "Stack", node: str) -> str:
+    """When the node's container last started: a fault that changed its network namespace records it."""
+    container = stack.container(node)
+    container.reload()
+    return str(container.attrs.get("State", {}).get("StartedAt", ""))
+
+
+def namespace_gone(stack: "Stack", node: str, since: str) -> bool:
+    """The node stopped, or started again, since `since` (`started_at`): rules put in its network namespace
+    then went with that namespace, and a helper that joined it is left in an empty one. A paused node keeps
+    its namespace."""
+    return status(stack, node) in ("exited", "dead", "created") or started_at(stack, node) != since
+
+
 def wait_status(stack: "Stack", node: str, wanted: tuple[str, ...], deadline: float) -> str:
     return health.wait_for(f"{node} container to be {'/'.join(wanted)}",
                            lambda: ((s := status(stack, node)) in wanted, f"status {s}"), deadline, interval=0.1)

@@ -17,7 +17,7 @@ A sweep removes the helper with its chain; the qdisc goes with the helper's undo
 from __future__ import annotations
 
 from faults.base import Effect, Param, register
-from faults.nodes import NodeFault, status
+from faults.nodes import NodeFault, namespace_gone, started_at, status
 from faults.partition import _PICK_IPT, helper_exec, node_ip, remove_helper, start_helper
 from harness.errors import HarnessError
 
@@ -64,6 +64,7 @@ class Packet(NodeFault):
         super().__init__(*args, **kwargs)
         self.chain = f"CHAOS-K{str(self.ctx.step)[:20]}".replace(" ", "")
         self.helpers: dict[str, object] = {}
+        self.started_at: dict[str, str] = {}  # each node's container start when its qdisc or rules went in
         self.method = ""
 
     def _netem(self) -> str:
@@ -113,6 +114,7 @@ class Packet(NodeFault):
         ips = {n.name: node_ip(stack, n.name) for n in stack.topology.nodes if status(stack, n.name) == "running"}
         for node in nodes:
             ip = ips.get(node) or node_ip(stack, node)
+            self.started_at[node] = started_at(stack, node)
             helper = start_helper(self.ctx, node, self.chain, fault=self.name, undo=self._undo(ip))
             self.helpers[node] = helper
             code, out = helper_exec(helper, _IFACE.format(ip=ip) + f"tc qdisc replace dev $IF root netem {self._netem()}")
@@ -133,9 +135,13 @@ class Packet(NodeFault):
         return self.effect(nodes, method=self.method, **{k: v for k, v in self.p.items() if v})
 
     def heal(self) -> Effect:
-        healed, problems = [], {}
+        healed, gone, problems = [], [], {}
         for node, helper in list(self.helpers.items()):
+            stale = namespace_gone(self.ctx.stack, node, self.started_at.get(node, ""))
             problem = remove_helper(helper)
+            if stale:
+                gone.append(node)  # the qdisc and rules went with the node's old namespace: nothing to undo
+                problem = ""
             if problem:
                 problems[node] = problem
                 continue
@@ -143,5 +149,5 @@ class Packet(NodeFault):
             healed.append(node)
         if problems:
             raise HarnessError(f"packet heal: could not remove the qdisc or rules: {problems}")
-        return self.effect(healed)
+        return self.effect(healed, stopped_or_restarted=gone)
 
