@@ -105,7 +105,9 @@ class AmqpUnbind(Fault):
         bind(stack.amqp_url(), self.p["exchange"], self.p["queue"], self.p["routing_key"], self.arguments, unbind=True)
         if self._bindings():
             raise HarnessError("amqp-unbind: the binding is still listed after queue.unbind")
-        return Effect((), {"exchange": self.p["exchange"], "queue": self.p["queue"],
+        # the queue cut off is what it hit (as a policy's matched queues are): with no target the runner
+        # counted it as a step that took no effect
+        return Effect((self.p["queue"],), {"exchange": self.p["exchange"], "queue": self.p["queue"],
                            "routing_key": self.p["routing_key"], "arguments": self.arguments or {}})
 
     def heal(self) -> Effect:
