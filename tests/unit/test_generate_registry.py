@@ -113,15 +113,15 @@ def test_what_each_fault_gets_fits_it(name):
             if step.fault in ("deploy", "rolling-deploy"):
                 # A redeploy with the configuration unchanged: no incident switch, no env.
                 assert checked["switches"] is None and checked["env"] is None, step
-        # A rollback with a deploy in effect before it rolls that deploy back.
+        # A rollback rolls back the latest deploy in effect before it; with none it is not drawn.
         for i, step in enumerate(schedule.steps):
             if step.fault != "rollback":
                 continue
             before = [s for j, s in enumerate(schedule.steps) if s.fault in ("deploy", "rolling-deploy")
                       and (s.at, j) < (step.at, i) and (s.heal_at is None or s.heal_at > step.at)]
-            if before:
-                latest = max(before, key=lambda s: (s.at, schedule.steps.index(s)))
-                assert step.targets == latest.targets, schedule
+            assert before, f"a rollback with no deploy to roll back: {schedule}"
+            latest = max(before, key=lambda s: (s.at, schedule.steps.index(s)))
+            assert step.targets == latest.targets, schedule
 
     check()
     # Groupings fit the targets: on the small stack (groups of 2) only those two nodes can serve.
