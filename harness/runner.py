@@ -227,18 +227,20 @@ class Runner:
         base = {"action": "heal", "step": record.step, "fault": step.fault, "params": dict(step.params),
                 "targets": record.targets or list(step.targets)}
         self._record("invoke", base)
+        again = record.heal == "info"  # heal_all's second try of a heal that failed in its time
         try:
             effect = fault.heal()
         except Exception as exc:
             record.heal = "info"
-            record.error = (record.error + "; " if record.error else "") + f"heal: {exc}"
+            if f"heal: {exc}" not in record.error:
+                record.error = (record.error + "; " if record.error else "") + f"heal: {exc}"
             self._record("info", {**base, "error": str(exc)})
-            self._say(f"step {record.step}: heal {step.fault} failed: {exc}")
+            self._say(f"step {record.step}: heal {step.fault} failed{' again, at the end' if again else ''}: {exc}")
             return  # stays active: heal_all tries again (heals are idempotent)
         self.active.remove(entry)
         record.heal, record.healed_at = "ok", self._now()
         self._record("ok", {**base, "effect": effect.to_data()})
-        self._say(f"step {record.step}: healed {step.fault}")
+        self._say(f"step {record.step}: healed {step.fault}" + (" at the second try, at the end" if again else ""))
 
     def heal_all(self) -> None:
         """Heal every fault that may still be in effect, newest first; SIGINT waits until this is done."""
