@@ -6,7 +6,8 @@ that applied it (`<pid>-<start>` and host, as helpers carry), and the undo itsel
 (keyword arguments of the Docker API's container update) or `exec` (commands run in the node). Heal
 removes the record once the undo is done; `faults.sweep` applies the records of runners that died.
 A third form, `amqp_bind`, binds an exchange to a queue again over AMQP from the host, through the
-node's published port; a fourth, `clock`, writes a node's clock offset back (`stack.clock`).
+node's published port; a fourth, `clock`, writes a node's clock offset back (`stack.clock`); a fifth,
+`connect`, attaches a node that a partition disconnected to the run's network again, at its own address.
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ def apply(client, data: dict[str, Any]) -> str:
                 return f"port {b['port']} of {data.get('node')} is not published"
             bind(f"amqp://guest:guest@127.0.0.1:{published[0]['HostPort']}/%2F", b["exchange"], b["queue"],
                  b["routing_key"], b.get("arguments"), unbind=False)
+        if "connect" in undo:
+            c = undo["connect"]
+            try:
+                client.networks.get(c["network"]).connect(container, aliases=c.get("aliases"),
+                                                          ipv4_address=c.get("ip"))
+            except docker.errors.APIError as exc:
+                if "already exists" not in str(exc):  # still or again attached: nothing to undo
+                    raise
         for command in undo.get("exec", []):
             result = container.exec_run(command, user=undo.get("user") or "")
             if result.exit_code != 0:

@@ -230,6 +230,28 @@ def test_a_sweep_applies_the_undo_records_of_dead_runners_only(stack):
     journal.done(live)
 
 
+def test_a_sweep_reconnects_a_node_a_dead_runners_partition_disconnected(stack):
+    """The partition's fallback (no iptables) disconnects nodes; its undo record puts them back at their
+    own address and name if the runner dies before heal."""
+    from faults.sweep import sweep
+
+    ctx = FaultContext(stack, step="t-disconnect")
+    path = journal.record(ctx, "redis2", "partition", {"connect": {
+        "network": stack.network_name, "ip": stack.node_ip("redis2"), "aliases": ["redis2"]}})
+    data = json.loads(path.read_text())
+    data["owner"] = "1-0"  # a runner that is gone
+    path.write_text(json.dumps(data))
+    stack.client.networks.get(stack.network_name).disconnect(stack.container("redis2"), force=True)
+    assert "partition on redis2" in sweep(stack.client) and not path.exists()
+    container = stack.container("redis2")
+    container.reload()
+    attached = container.attrs["NetworkSettings"]["Networks"][stack.network_name]
+    assert attached["IPAddress"] == stack.node_ip("redis2") and "redis2" in (attached.get("Aliases") or [])
+    code, out = stack.exec("zk1", ["getent", "hosts", "redis2"], timeout=8)  # by Docker's DNS: the alias is back
+    assert code == 0 and stack.node_ip("redis2") in out, out
+    stack.wait_healthy()
+
+
 # UDP datagrams from one node to a listener in another: what arrives shows the faults between them.
 LISTEN = ("import socket, sys, time\n"
           "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9999)); s.settimeout(0.5)\n"
