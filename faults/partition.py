@@ -25,8 +25,9 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from faults import journal
 from faults.base import Effect, FaultContext, NoTarget, Param, register
-from faults.nodes import NodeFault, status
+from faults.nodes import NodeFault, namespace_gone, started_at, status
 from faults.roles import resolve_nodes
 from harness.errors import HarnessError
 from stack import health
@@ -117,11 +118,14 @@ def node_ip(stack: "Stack", node: str) -> str:
     return ip
 
 
-def reach(stack: "Stack", node: str, ips: list[str], timeout: float = 1.0) -> dict[str, str]:
-    """From inside `node`, which of `ips` answer (refused/open) and which are silent (timeout)."""
-    code, out = stack.exec(node, ["python3", "-c", _REACH % timeout, *ips], timeout=5 + timeout * len(ips))
-    if code != 0 or "{" not in out:
-        raise RuntimeError(f"{node}: reachability probe failed: {out.strip()[-200:] or f'exit {code}'}")
+def reach(helper, node: str, ips: list[str], timeout: float = 1.0) -> dict[str, str]:
+    """From `node`'s network namespace, which of `ips` answer (refused/open) and which are silent
+    (timeout). The probe runs in `helper` (a container that joined that namespace, with the harness's
+    base image), not in the node: the node's image need not have python3 (an official image has not)."""
+    result = helper.exec_run(["python3", "-c", _REACH % timeout, *ips])
+    out = result.output.decode(errors="replace")
+    if result.exit_code != 0 or "{" not in out:
+        raise RuntimeError(f"{node}: reachability probe failed: {out.strip()[-200:] or f'exit {result.exit_code}'}")
     return json.loads(out[out.index("{"):])
 
 
@@ -161,18 +165,28 @@ def unblock_script(chain: str) -> str:
             f"if $IPT -S {chain} >/dev/null 2>&1; then echo 'chain {chain} still there'; exit 1; fi; exit 0")
 
 
+def undo_rules(helper) -> str:
+    """Run the helper's undo script (by default: delete its chain) and keep the helper; '' or what went
+    wrong. A helper that is gone or stopped has nothing left to undo."""
+    import docker.errors
+
+    try:
+        helper.reload()
+        if helper.status != "running":
+            return ""
+        script = helper.labels.get(HELPER_UNDO_LABEL) or unblock_script(helper.labels.get(HELPER_CHAIN_LABEL, ""))
+        code, out = helper_exec(helper, script)
+    except docker.errors.NotFound:
+        return ""
+    return "" if code == 0 else (out.strip()[-200:] or f"exit {code}")
+
+
 def remove_helper(helper) -> str:
     """Delete the helper's chain (if its namespace still lives) and the helper; '' or what went wrong."""
     import docker.errors
 
-    problem = ""
+    problem = undo_rules(helper)
     try:
-        helper.reload()
-        if helper.status == "running":
-            script = helper.labels.get(HELPER_UNDO_LABEL) or unblock_script(helper.labels.get(HELPER_CHAIN_LABEL, ""))
-            code, out = helper_exec(helper, script)
-            if code != 0:
-                problem = out.strip()[-200:] or f"exit {code}"
         helper.remove(force=True)
     except docker.errors.NotFound:
         pass
@@ -221,6 +235,8 @@ class Partition(NodeFault):
         self.disconnected: list[str] = []
         self.nodes: list[str] = []
         self.cut: dict[str, set[str]] = {}
+        self.started_at: dict[str, str] = {}  # each blocked node's container start when its rules went in
+        self.undo: dict = {}  # node -> the undo record of its disconnect (the fallback), until reconnected
 
     def inject(self) -> Effect:
         stack = self.ctx.stack
@@ -246,11 +262,12 @@ class Partition(NodeFault):
         elif any(code != 0 for code, _ in results):
             bad = next(out for code, out in results if code != 0)
             raise HarnessError(f"partition: iptables failed: {bad.strip()[-200:]}")
-        # Observed from inside: a node on one side can no longer reach one on the other.
+        # Observed from inside (the node's namespace, through its helper): a node on one side can no
+        # longer reach one on the other.
         checked = {}
-        for x in sorted(running)[:2]:
+        for x in sorted(running & set(self.helpers))[:2]:
             y = sorted(cut[x])[0]
-            checked[f"{x}->{y}"] = reach(stack, x, [ips[y]])[ips[y]]
+            checked[f"{x}->{y}"] = reach(self.helpers[x], x, [ips[y]])[ips[y]]
         if method == "iptables" and any(v != "timeout" for v in checked.values()):
             raise HarnessError(f"partition: rules in place but packets still flow: {checked}")
         sides = _components(nodes, cut)
@@ -258,6 +275,7 @@ class Partition(NodeFault):
                            cut={x: sorted(ys) for x, ys in cut.items()}, probe=checked)
 
     def _block(self, node: str, ips: list[str]) -> tuple[int, str]:
+        self.started_at[node] = started_at(self.ctx.stack, node)
         helper = start_helper(self.ctx, node, self.chain)
         self.helpers[node] = helper
         c = self.chain
@@ -275,21 +293,31 @@ class Partition(NodeFault):
         for helper in self.helpers.values():
             remove_helper(helper)
         self.helpers.clear()
-        network = self.ctx.stack.client.networks.get(self.ctx.stack.network_name)
+        stack = self.ctx.stack
+        network = stack.client.networks.get(stack.network_name)
         for x in isolated:
-            network.disconnect(self.ctx.stack.container(x), force=True)
+            # A runner killed now must not leave the node off the network: the sweep reconnects it.
+            self.undo[x] = journal.record(self.ctx, x, self.name, {"connect": {
+                "network": stack.network_name, "ip": stack.node_ip(x), "aliases": [x]}})
+            network.disconnect(stack.container(x), force=True)
             self.disconnected.append(x)
         return "network-disconnect"
 
     def heal(self) -> Effect:
+        """Delete every chain through its helper, check from those helpers that every cut pair connects
+        again, then remove the helpers (also when the check fails: the rules are gone by then)."""
         stack = self.ctx.stack
         problems = {}
+        live = {}  # node -> its helper, still in the node's own namespace, rules deleted
         for node, helper in list(self.helpers.items()):
-            problem = remove_helper(helper)
+            if namespace_gone(stack, node, self.started_at.get(node, "")):
+                problem = remove_helper(helper)  # the rules went with the node's old namespace
+                self.helpers.pop(node, None)
+            else:
+                problem = undo_rules(helper)
+                live[node] = helper
             if problem:
                 problems[node] = problem
-            else:
-                self.helpers.pop(node, None)
         if self.disconnected:
             for x in list(self.disconnected):
                 try:
@@ -298,28 +326,38 @@ class Partition(NodeFault):
                     if "already exists" not in str(exc):
                         raise
                 self.disconnected.remove(x)
-        if problems:
-            raise HarnessError(f"partition heal: could not remove rules: {problems}")
-        connected = self.wait_connected()
+                journal.done(self.undo.pop(x, None))
+        try:
+            if problems:
+                raise HarnessError(f"partition heal: could not remove rules: {problems}")
+            connected = self.wait_connected(live)
+        finally:
+            for node, helper in list(self.helpers.items()):
+                remove_helper(helper)  # what its undo left is in `problems`, raised above
+                self.helpers.pop(node, None)
         return self.effect(self.nodes, connected=connected)
 
-    def wait_connected(self) -> bool:
-        """Every running node of the partition reaches every other again (refused = reachable)."""
+    def wait_connected(self, helpers: dict[str, object]) -> bool:
+        """Every node that had rules, probed from its helper, reaches every other running node of the
+        partition again (refused = reachable). A rule drops a pair's packets in both directions, so the
+        nodes that had rules cover every pair that was cut; a node whose namespace went away (restarted)
+        lost its rules with it, and its peers' side is probed from theirs."""
         stack = self.ctx.stack
-        nodes = [x for x in self.nodes if status(stack, x) == "running"]
+        running = [x for x in self.nodes if status(stack, x) == "running"]
+        sources = [x for x in running if x in helpers]
 
         def probe() -> tuple[bool, str]:
-            ips = {x: node_ip(stack, x) for x in nodes}
+            ips = {x: node_ip(stack, x) for x in running}
             silent = {}
-            for x in nodes:
-                others = [ips[y] for y in nodes if y != x]
-                answer = reach(stack, x, others) if others else {}
+            for x in sources:
+                others = [ips[y] for y in running if y != x]
+                answer = reach(helpers[x], x, others) if others else {}
                 bad = [ip for ip, how in answer.items() if how == "timeout"]
                 if bad:
                     silent[x] = bad
             return not silent, f"unreachable {silent}" if silent else "all pairs connect"
 
-        if len(nodes) < 2:
+        if len(running) < 2 or not sources:
             return True
         health.wait_for("every partitioned pair to connect again", probe, self.ctx.deadline(30))
         return True

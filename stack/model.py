@@ -32,7 +32,7 @@ INFRA_KINDS = ("rabbitmq", "zookeeper", "redis", "sentinel", "proxy")
 SERVICE_PORTS = {"rabbitmq": AMQP_PORT, "zookeeper": ZK_PORT, "redis": REDIS_PORT, "sentinel": SENTINEL_PORT}
 TOP_KEYS = ("name", "services")
 CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset", "incidents")
-INFRA_KEYS = ("x-kind", "deploy", "x-clock")
+INFRA_KEYS = ("x-kind", "image", "deploy", "x-clock")
 SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
                 "x-role", "x-clock")
 BUILD_KEYS = ("context", "dockerfile", "args", "x-site")
@@ -256,6 +256,8 @@ def _nodes(services: dict[str, _Service], params: RunParams, links: tuple[ProxyL
             nodes += _own_service(service, services, links, located, here)
     clock = _clock_nodes(services, located)
     nodes = [replace(n, clock=True) if n.name in clock else n for n in nodes]
+    images = _infra_images(services, located)
+    nodes = [replace(n, image=images[n.name]) if n.name in images else n for n in nodes]
     _check_start_order(nodes, located)
     return nodes
 
@@ -270,6 +272,21 @@ def _clock_nodes(services: dict[str, _Service], located: Located) -> set[str]:
             raise located.error(("services", service.name, "x-clock"), f"true or false, not {value!r}")
         if value:
             chosen.update(service.nodes)
+    return chosen
+
+
+def _infra_images(services: dict[str, _Service], located: Located) -> dict[str, str]:
+    """Node -> the image an infrastructure service names instead of the harness's own for its kind (an
+    official image, say). It must be present locally (checked before anything starts); the kind's probes
+    use only the product's own CLI or run from a helper, so the image needs no python3."""
+    chosen = {}
+    for service in services.values():
+        image = service.data.get("image") if service.kind != "service" else None
+        if image is None:
+            continue
+        if not isinstance(image, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", image):
+            raise located.error(("services", service.name, "image"), f"an image name, not {image!r}")
+        chosen.update({node: image for node in service.nodes})
     return chosen
 
 

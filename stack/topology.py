@@ -217,7 +217,11 @@ def redis_node(name: str, role: str, primary: str | None) -> NodeSpec:
     return NodeSpec(
         name=name, role=role, image="redis",
         command=("redis-server", "/etc/chaos/redis/redis.conf"),
-        files=(ConfigFile("/etc/chaos/redis/redis.conf", "\n".join(lines) + "\n"),),
+        # Owned by `redis` (Debian's package and the official image both have that user), with the data
+        # folder made by the copy: an image whose entrypoint drops to that user (the official one does)
+        # can write both, and the image needs no folder of ours.
+        files=(ConfigFile("/etc/chaos/redis/redis.conf", "\n".join(lines) + "\n", owner="redis"),
+               ConfigFile("/var/lib/chaos-redis/.chaos", "", owner="redis")),
         mem_limit="512m",
         start_after=(primary,) if primary else (),
     )
@@ -237,7 +241,8 @@ def sentinel_node(name: str, primary: str, quorum: int, redis_nodes: list[str]) 
     return NodeSpec(
         name=name, role="sentinel", image="redis",
         command=("redis-sentinel", "/etc/chaos/redis/sentinel.conf"),
-        files=(ConfigFile("/etc/chaos/redis/sentinel.conf", "\n".join(lines) + "\n", mode=0o666),),
+        # Sentinel rewrites its file (a new one beside it, renamed): its folder must be its user's.
+        files=(ConfigFile("/etc/chaos/redis/sentinel.conf", "\n".join(lines) + "\n", mode=0o666, owner="redis"),),
         mem_limit="128m",
         start_after=tuple(redis_nodes),
     )

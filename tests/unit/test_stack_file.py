@@ -79,6 +79,8 @@ def test_a_compose_shaped_file_of_ones_own():
     (("  proxy: {x-kind: proxy}\n", "  proxy: {x-kind: proxy}\n  proxy: {x-kind: proxy}\n"), "services.proxy: given twice"),
     (("image: my-app:1.2", "image: [my-app"), "stack.yaml:7: not valid YAML"),
     (("replicas: 2}}", "replicas: 2}, x-clock: yes please}"), "services.cache.x-clock: true or false, not 'yes please'"),
+    (("replicas: 2}}", "replicas: 2}, image: [redis]}"), "stack.yaml:3: services.cache.image: an image name, not ['redis']"),
+    (("replicas: 2}}", "replicas: 2}, command: [x]}"), "services.cache.command: not a key of a redis service"),
 ])
 def test_bad_files_get_one_line_naming_the_key(edit, message):
     old, new = edit
@@ -92,6 +94,16 @@ def test_x_clock_opts_a_service_of_any_kind_in_to_clock_faults():
     topo = parse(MINIMAL.replace("replicas: 2}}", "replicas: 2}, x-clock: true}", 1)
                  .replace("    image: my-app:1.2\n", "    image: my-app:1.2\n    x-clock: false\n", 1))
     assert {n.name for n in topo.nodes if n.clock} == {"cache1", "cache2"}
+
+
+def test_an_infrastructure_service_may_name_its_image():
+    """An official image, say: every node of that service runs it; the kind's config files are owned by
+    the product's own user, so an entrypoint that drops to it can write them."""
+    topo = parse(MINIMAL.replace("replicas: 2}}", "replicas: 2}, image: redis:7-bookworm}", 1))
+    assert [(n.name, n.image) for n in topo.nodes if n.role == "redis"] == [("cache1", "redis:7-bookworm"),
+                                                                            ("cache2", "redis:7-bookworm")]
+    assert topo.node("proxy").image == "proxy"  # the others keep the harness's own
+    assert {f.owner for f in topo.node("cache1").files} == {"redis"}
 
 
 def test_a_start_order_cycle_is_refused():
