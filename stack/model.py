@@ -48,11 +48,15 @@ class Located:
         self.source = source
         self.lines: dict[tuple, int] = {}
 
-    def error(self, path: tuple, message: str) -> HarnessError:
+    def where(self, path: tuple) -> str:
+        """`file:line: key.path`, the start of every error about the value at `path`."""
         line = self.lines.get(path)
         where = f"{self.source}:{line}" if line else self.source
         key = ".".join(str(p) for p in path)
-        return HarnessError(f"{where}: {key + ': ' if key else ''}{message}")
+        return f"{where}: {key}" if key else where
+
+    def error(self, path: tuple, message: str) -> HarnessError:
+        return HarnessError(f"{self.where(path)}: {message}")
 
 
 def _plain(node, path: tuple, located: Located, loader) -> Any:
