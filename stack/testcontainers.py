@@ -71,6 +71,8 @@ def service_of(container: DockerContainer, where: str, replaced: Collection[str]
 
 
 def _refuse_unhonoured(container: DockerContainer, where: str) -> None:
+    """Refuse what the harness would leave out when it makes the node: a subclass's own start-up work,
+    and every `REFUSED` attribute the definition sets."""
     own = [name for name in ("start", "_configure")
            if getattr(type(container), name) is not getattr(DockerContainer, name)]
     if own:
