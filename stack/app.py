@@ -39,6 +39,7 @@ STEP_KINDS = ("amqp_purge", "redis_flush", "exec", "http", "python")
 SEND_FIELDS = ("id", "channel", "to", "text")
 CAMPAIGN_FIELDS = ("campaign", "recipients", "text")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+MODULE_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # module:name, as a python step or x-testcontainer
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,6 @@ def _step_args(kind: str, args: Any, path: tuple, ctx: _Ctx) -> Any:
             raise error(path + ("path",), f"a path starting with '/', not {url!r}")
         return {"node": node, "port": port, "method": method, "path": url}
     # python
-    if not isinstance(args, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", args):
+    if not isinstance(args, str) or not MODULE_NAME.fullmatch(args):
         raise error(path, f"module:function, not {args!r}")
     return args

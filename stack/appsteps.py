@@ -98,8 +98,10 @@ def _http(stack: "Stack", args: dict, base_dir: str) -> None:
         raise HarnessError(f"{args['node']}: {args['method']} {args['path']} answered {response.status_code}")
 
 
-def load_callable(target: str, base_dir: str) -> Callable:
-    """`module:function`, the module looked up beside the stack file first, then on sys.path."""
+def load_attribute(target: str, base_dir: str, what: str = "attribute") -> object:
+    """`module:name`'s value, the module looked up beside the stack file first, then on sys.path. A
+    module that fails while it is imported (a testcontainers definition asks Docker for its API version
+    when it is made) is one line too, not a traceback."""
     module_name, _, name = target.partition(":")
     added = str(Path(base_dir).resolve())
     sys.path.insert(0, added)
@@ -107,9 +109,19 @@ def load_callable(target: str, base_dir: str) -> Callable:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise HarnessError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise HarnessError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
     finally:
         sys.path.remove(added)
-    function = getattr(module, name, None)
+    if not hasattr(module, name):
+        raise HarnessError(f"{module_name!r} has no {what} {name!r}")
+    return getattr(module, name)
+
+
+def load_callable(target: str, base_dir: str) -> Callable:
+    """`module:function`, looked up as `load_attribute` does."""
+    module_name, _, name = target.partition(":")
+    function = load_attribute(target, base_dir, "function")
     if not callable(function):
         raise HarnessError(f"{module_name!r} has no function {name!r}")
     return function

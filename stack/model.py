@@ -6,7 +6,8 @@ starts, every error one line naming the file, the line and the key.
 The format is drafted in `docs/design/own-stack.md`: `services:` in Compose's keys (`image`, `command`,
 `environment`, `ports`, `depends_on`, `deploy.replicas`, `mem_limit`), `x-kind` for infrastructure of a
 built-in kind (rabbitmq, zookeeper, redis, sentinel, proxy), `x-role` to share a role between services,
-and `x-chaos.links` for the client groups' links through the proxy. Environment values may name addresses:
+`x-testcontainer` for a service a testcontainers definition gives (`stack/testcontainers.py`), and
+`x-chaos.links` for the client groups' links through the proxy. Environment values may name addresses:
 `{{ via GROUP SERVICE }}`, `{{ direct SERVICE }}`, `{{ routes GROUP SERVICE }}`, and `{{ node }}`; a variable
 whose templates resolve to nothing is left out.
 The shipped `stack/stacks/default.yaml` and `small.yaml` give exactly the topologies of `stack.topology`.
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from stack.app import parse_app
+from stack.app import MODULE_NAME, parse_app
 from stack.topology import (AMQP_PORT, REDIS_PORT, SENTINEL_PORT, ZK_PORT, NodeSpec, OwnBuild, ProxyLink, RunParams,
                             Readiness, Topology, PROXY_PORT_BASE, proxy_node, rabbitmq_node, redis_node, sentinel_node,
                             zookeeper_node)
@@ -34,7 +35,7 @@ TOP_KEYS = ("name", "services")
 CHAOS_KEYS = ("links", "client", "provider", "parked", "queues", "setup", "reset", "incidents")
 INFRA_KEYS = ("x-kind", "image", "deploy", "x-clock")
 SERVICE_KEYS = ("image", "build", "command", "environment", "ports", "depends_on", "deploy", "mem_limit", "healthcheck",
-                "x-role", "x-clock")
+                "x-role", "x-clock", "x-testcontainer")
 BUILD_KEYS = ("context", "dockerfile", "args", "x-site")
 HEALTH_KEYS = ("test", "x-http", "x-tcp", "x-log", "x-port", "x-deadline", "timeout", "interval", "retries",
                "start_period")
@@ -48,11 +49,15 @@ class Located:
         self.source = source
         self.lines: dict[tuple, int] = {}
 
-    def error(self, path: tuple, message: str) -> HarnessError:
+    def where(self, path: tuple) -> str:
+        """`file:line: key.path`, the start of every error about the value at `path`."""
         line = self.lines.get(path)
         where = f"{self.source}:{line}" if line else self.source
         key = ".".join(str(p) for p in path)
-        return HarnessError(f"{where}: {key + ': ' if key else ''}{message}")
+        return f"{where}: {key}" if key else where
+
+    def error(self, path: tuple, message: str) -> HarnessError:
+        return HarnessError(f"{self.where(path)}: {message}")
 
 
 def _plain(node, path: tuple, located: Located, loader) -> Any:
@@ -127,10 +132,10 @@ def parse_stack(text: str, source: str, params: RunParams) -> Topology:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise located.error(("name",), "a stack needs a name")
-    services = _services(data.get("services"), located)
+    here = os.path.dirname(os.path.abspath(source))
+    services = _services(data.get("services"), located, here)
     chaos = data.get("x-chaos", {})
     links = _links(chaos, services, located)
-    here = os.path.dirname(os.path.abspath(source))
     nodes = _nodes(services, params, links, located, here)
     app = parse_app(chaos, services, located, here)
     if not params.with_services:
@@ -138,7 +143,7 @@ def parse_stack(text: str, source: str, params: RunParams) -> Topology:
     return Topology(name=name, nodes=tuple(nodes), links=links, app=app)
 
 
-def _services(raw: Any, located: Located) -> dict[str, _Service]:
+def _services(raw: Any, located: Located, here: str) -> dict[str, _Service]:
     if not isinstance(raw, dict) or not raw:
         raise located.error(("services",), "must map service names to their definitions")
     services: dict[str, _Service] = {}
@@ -156,6 +161,8 @@ def _services(raw: Any, located: Located) -> dict[str, _Service]:
         for key in spec:
             if key not in allowed:
                 raise located.error(path + (key,), f"not a key of a {kind} service (known: {', '.join(allowed)})")
+        if "x-testcontainer" in spec:
+            spec = _testcontainer(spec, path, located, here)
         service = _Service(name, spec, kind)
         deploy = spec.get("deploy", {})
         if not isinstance(deploy, dict) or set(deploy) - {"replicas"}:
@@ -177,6 +184,38 @@ def _services(raw: Any, located: Located) -> dict[str, _Service]:
         if len(found) > 1:
             raise located.error(("services", found[1]), f"a stack has at most one {kind} service")
     return services
+
+
+def _testcontainer(spec: dict, path: tuple, located: Located, here: str) -> dict:
+    """`x-testcontainer: module:attribute`: the service a testcontainers definition gives
+    (`stack/testcontainers.py`) is the base, and the keys written beside it override it; `environment`
+    merges, the file's entries winning. The result is checked as any service is, and what came from the
+    definition is located at the x-testcontainer line, so that an error about it names that line."""
+    from stack.testcontainers import definition, service_of
+
+    key = path + ("x-testcontainer",)
+    target = spec["x-testcontainer"]
+    if "build" in spec:
+        raise located.error(key, "a definition names its image: give build or x-testcontainer, not both")
+    if not isinstance(target, str) or not MODULE_NAME.fullmatch(target):
+        raise located.error(key, f"module:attribute, not {target!r}")
+    where = located.where(key)
+    own = {k: v for k, v in spec.items() if k != "x-testcontainer"}
+    base = service_of(definition(target, here, where), where, replaced=set(own) - {"environment"})
+    _locate(located, path, base, located.lines[key])
+    if "environment" in base and "environment" in own:
+        given = _env_mapping(own["environment"], path + ("environment",), located)
+        if isinstance(given, dict):
+            own["environment"] = {**base["environment"], **given}
+    return {**base, **own}
+
+
+def _locate(located: Located, path: tuple, value: Any, line: int) -> None:
+    """Give `value` and everything in it `line`, where the file has no line of its own for it."""
+    located.lines.setdefault(path, line)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _locate(located, path + (key,), item, line)
 
 
 def _links(chaos: Any, services: dict[str, _Service], located: Located) -> tuple[ProxyLink, ...]:
@@ -462,18 +501,24 @@ def _depends_on(service: _Service, services: dict[str, _Service], located: Locat
     return tuple(after)
 
 
+def _env_mapping(raw: Any, path: tuple, located: Located) -> Any:
+    """Compose's list form of `environment` (["KEY=value", ...]) as a mapping, each variable at its
+    item's line; any other value as it is."""
+    if not isinstance(raw, list):
+        return raw
+    pairs = {}
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or "=" not in item:
+            raise located.error(path + (i,), "KEY=value")
+        key, value = item.split("=", 1)
+        pairs[key] = value
+        located.lines[path + (key,)] = located.lines.get(path + (i,), 0)
+    return pairs
+
+
 def _environment(service: _Service, located: Located) -> dict[str, str]:
     path = ("services", service.name, "environment")
-    raw = service.data.get("environment", {})
-    if isinstance(raw, list):  # Compose's list form: ["KEY=value", ...]
-        pairs = {}
-        for i, item in enumerate(raw):
-            if not isinstance(item, str) or "=" not in item:
-                raise located.error(path + (i,), "KEY=value")
-            key, value = item.split("=", 1)
-            pairs[key] = value
-            located.lines[path + (key,)] = located.lines.get(path + (i,), 0)
-        raw = pairs
+    raw = _env_mapping(service.data.get("environment", {}), path, located)
     if not isinstance(raw, dict):
         raise located.error(path, "a mapping of variables, or a list of KEY=value")
     env = {}
