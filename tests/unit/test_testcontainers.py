@@ -288,7 +288,7 @@ def test_x_testcontainer_is_for_own_services_only(tmp_path):
     path = write(tmp_path, 'api = DockerContainer("a")\n')
     path.write_text(path.read_text().replace("{x-kind: rabbitmq}", '{x-kind: rabbitmq, x-testcontainer: "m:a"}'))
     assert failure(path) == (f"{path}:3: services.rmq.x-testcontainer: not a key of a rabbitmq service "
-                             "(known: x-kind, deploy, x-clock)")
+                             "(known: x-kind, image, deploy, x-clock)")
 
 
 def test_the_module_is_looked_up_beside_the_file_and_sys_path_is_left_as_it_was(tmp_path):
