@@ -8,7 +8,9 @@ sink losses are retried with backoff; `GET /health` is 503 whenever the worker i
 On SIGTERM (a deploy) the worker stops as orchestrators expect: it finishes and settles the message in
 hand (provider call, de-dup mark, ack), cancels its consumer (pika nacks the prefetched messages it
 has not started, so the broker hands them to another worker), closes its connections and exits 0.
-A SIGKILL between the provider call and the de-dup mark still sends twice: at least once, by design.
+A SIGKILL between the provider call and the de-dup mark still sends twice, and so does a provider
+answer lost on its way back (the worker retries what the provider already took): at least once, by
+design; SWITCHES.md says what would close it.
 """
 
 from __future__ import annotations
