@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,32 @@ def grudge(nodes: list[str], grouping: str, focus: list[str], groups: list[list[
         raise HarnessError(f"unknown grouping {grouping!r}: choose one of {', '.join(GROUPINGS)}")
     component_of = {x: i for i, comp in enumerate(components) for x in comp}
     return {x: {y for y in nodes if component_of.get(y) != component_of.get(x)} for x in nodes}
+
+
+# The cuts of the partitions in effect in this process, by run: a heal must not wait for a pair that
+# another step's partition, overlapping it in time, still cuts (that pair connects when that one heals).
+_IN_EFFECT: dict[str, dict[int, dict[str, set[str]]]] = {}
+_IN_EFFECT_LOCK = threading.Lock()
+
+
+def hold_cut(run_id: str, key: int, cut: dict[str, set[str]]) -> None:
+    with _IN_EFFECT_LOCK:
+        _IN_EFFECT.setdefault(run_id, {})[key] = {x: set(ys) for x, ys in cut.items()}
+
+
+def release_cut(run_id: str, key: int) -> None:
+    with _IN_EFFECT_LOCK:
+        cuts = _IN_EFFECT.get(run_id, {})
+        cuts.pop(key, None)
+        if not cuts:
+            _IN_EFFECT.pop(run_id, None)
+
+
+def cut_by_others(run_id: str, key: int) -> set[frozenset[str]]:
+    """The node pairs that a partition other than `key` still cuts in run `run_id`."""
+    with _IN_EFFECT_LOCK:
+        return {frozenset((x, y)) for other, cut in _IN_EFFECT.get(run_id, {}).items() if other != key
+                for x, ys in cut.items() for y in ys}
 
 
 def node_ip(stack: "Stack", node: str) -> str:
@@ -249,6 +276,7 @@ class Partition(NodeFault):
         if not cut:
             raise NoTarget(f"grouping {self.p['grouping']} of {nodes} cuts nothing")
         self.nodes, self.cut = nodes, cut
+        hold_cut(stack.run_id, id(self), cut)  # before any rule: a heal of another step now skips these pairs
         ips = {x: node_ip(stack, x) for x in nodes}
         states = {x: status(stack, x) for x in cut}
         # A paused node keeps its namespace: block it too; probe only from nodes that run.
@@ -307,6 +335,7 @@ class Partition(NodeFault):
         """Delete every chain through its helper, check from those helpers that every cut pair connects
         again, then remove the helpers (also when the check fails: the rules are gone by then)."""
         stack = self.ctx.stack
+        release_cut(stack.run_id, id(self))
         problems = {}
         live = {}  # node -> its helper, still in the node's own namespace, rules deleted
         for node, helper in list(self.helpers.items()):
@@ -341,16 +370,18 @@ class Partition(NodeFault):
         """Every node that had rules, probed from its helper, reaches every other running node of the
         partition again (refused = reachable). A rule drops a pair's packets in both directions, so the
         nodes that had rules cover every pair that was cut; a node whose namespace went away (restarted)
-        lost its rules with it, and its peers' side is probed from theirs."""
+        lost its rules with it, and its peers' side is probed from theirs. A pair that another partition
+        in effect still cuts is left out: it connects when that partition heals, which checks it."""
         stack = self.ctx.stack
         running = [x for x in self.nodes if status(stack, x) == "running"]
         sources = [x for x in running if x in helpers]
+        still_cut = cut_by_others(stack.run_id, id(self))
 
         def probe() -> tuple[bool, str]:
             ips = {x: node_ip(stack, x) for x in running}
             silent = {}
             for x in sources:
-                others = [ips[y] for y in running if y != x]
+                others = [ips[y] for y in running if y != x and frozenset((x, y)) not in still_cut]
                 answer = reach(helpers[x], x, others) if others else {}
                 bad = [ip for ip, how in answer.items() if how == "timeout"]
                 if bad:

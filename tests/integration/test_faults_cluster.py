@@ -132,3 +132,50 @@ def test_zk_leader_kill_makes_another_node_lead(stack):
     assert zk_leader(stack) == effect.facts["new_leader"]
     fault.heal()
     assert health.zk_mode(stack, old) == "follower"
+
+
+def test_a_partition_heals_while_another_step_still_cuts_some_of_its_pairs(stack):
+    """Two steps partition ZooKeeper at once (a generated schedule may overlap them): the first isolates
+    zk1, the second zk2. The first's heal checks zk1-zk3 and leaves zk1-zk2 to the second, which still
+    cuts it: before, it waited 30 s for that pair and failed (the nightly search's partition run)."""
+    from faults.partition import node_ip, reach
+
+    def step(name, node):
+        return get_fault("partition")(FaultContext(stack, step=name, wait_timeout=90), ["zookeeper"],
+                                      {"grouping": "isolate", "node": node})
+
+    first, second = step("t-overlap-1", "zk1"), step("t-overlap-2", "zk2")
+    first.inject()
+    second.inject()
+    try:
+        first.heal()
+        ips = {n: node_ip(stack, n) for n in ("zk2", "zk3")}
+        assert reach(second.helpers["zk1"], "zk1", list(ips.values())) == {ips["zk2"]: "timeout",
+                                                                           ips["zk3"]: "refused"}
+    finally:
+        second.heal()
+        first.heal()  # idempotent
+    assert reach_all_from(stack, "zk1") == {"refused"}
+
+    def one_leader() -> tuple[bool, str]:
+        modes = {}
+        for n in stack.topology.names("zookeeper"):
+            try:
+                modes[n] = health.zk_mode(stack, n)
+            except Exception as exc:  # not serving yet: still electing
+                modes[n] = str(exc)[:60]
+        return sorted(modes.values()) == ["follower", "follower", "leader"], f"modes {modes}"
+
+    health.wait_for("the ensemble to have one leader again", one_leader, time.monotonic() + 60, interval=1)
+
+
+def reach_all_from(stack, node) -> set[str]:
+    """How every other ZooKeeper node answers from `node`'s namespace, probed through a fresh helper."""
+    from faults.partition import node_ip, reach, remove_helper, start_helper
+
+    helper = start_helper(FaultContext(stack, step="t-probe"), node, "CHAOS-PROBE")
+    try:
+        others = [node_ip(stack, n) for n in stack.topology.names("zookeeper") if n != node]
+        return set(reach(helper, node, others).values())
+    finally:
+        remove_helper(helper)
