@@ -5,7 +5,8 @@ joins it (`--network container:<node>`, `--cap-add NET_ADMIN`): the services the
 NET_ADMIN. One helper per node and step lives as long as the partition does and is labelled with the
 process that made it, so `faults.sweep` can undo the rules of a runner that died. Each step's rules sit
 in their own chain `CHAOS-P<step>`, jumped to from INPUT and OUTPUT; heal deletes the chain and the
-helper, then checks that every pair of nodes reaches each other again.
+helper, then checks that every pair of nodes reaches each other again, except the pairs that another
+partition in effect still cuts (its own heal checks those).
 
 Only nodes named by the targets take part: the proxy is outside the partition unless a target names
 it, so client traffic through the proxy still flows (fault it with link faults). Cluster traffic
