@@ -112,13 +112,13 @@ def grudge(nodes: list[str], grouping: str, focus: list[str], groups: list[list[
 
 # The cuts of the partitions in effect in this process, by run: a heal must not wait for a pair that
 # another step's partition, overlapping it in time, still cuts (that pair connects when that one heals).
-_IN_EFFECT: dict[str, dict[int, dict[str, set[str]]]] = {}
+_IN_EFFECT: dict[str, dict[int, set[frozenset[str]]]] = {}
 _IN_EFFECT_LOCK = threading.Lock()
 
 
 def hold_cut(run_id: str, key: int, cut: dict[str, set[str]]) -> None:
     with _IN_EFFECT_LOCK:
-        _IN_EFFECT.setdefault(run_id, {})[key] = {x: set(ys) for x, ys in cut.items()}
+        _IN_EFFECT.setdefault(run_id, {})[key] = {frozenset((x, y)) for x, ys in cut.items() for y in ys}
 
 
 def release_cut(run_id: str, key: int) -> None:
@@ -132,8 +132,7 @@ def release_cut(run_id: str, key: int) -> None:
 def cut_by_others(run_id: str, key: int) -> set[frozenset[str]]:
     """The node pairs that a partition other than `key` still cuts in run `run_id`."""
     with _IN_EFFECT_LOCK:
-        return {frozenset((x, y)) for other, cut in _IN_EFFECT.get(run_id, {}).items() if other != key
-                for x, ys in cut.items() for y in ys}
+        return set().union(*(pairs for other, pairs in _IN_EFFECT.get(run_id, {}).items() if other != key))
 
 
 def node_ip(stack: "Stack", node: str) -> str:
