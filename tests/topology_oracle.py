@@ -47,7 +47,7 @@ def _service(name: str, role: str, module: str, env: dict[str, str], mem: str,
     return NodeSpec(name=name, role=role, image=image, command=command,
                     env={"SERVICE_NAME": name, "HTTP_PORT": str(HTTP_PORT), **env},
                     publish=publish, mem_limit=mem, start_after=start_after,
-                    ready=Readiness("http", "/health", HTTP_PORT), build=build)
+                    ready=Readiness("http", "/health", HTTP_PORT, interval_s=0.1), build=build)
 
 
 def service_nodes(topology: Topology, topology_name: str, direct: bool | None = None) -> list[NodeSpec]:

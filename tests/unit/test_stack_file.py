@@ -172,9 +172,9 @@ def test_the_plugin_refuses_a_bad_stack_file_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("check, expected", [
-    ("{x-http: /health}", ("http", "/health", 9000, None, 5.0, 0.5)),
+    ("{x-http: /health}", ("http", "/health", 9000, None, 5.0, 0.1)),
     ("{x-http: /up, x-port: 9100, x-deadline: 1m30s, timeout: 2s, interval: 250ms}", ("http", "/up", 9100, 90.0, 2.0, 0.25)),
-    ("{x-tcp: 9000, retries: 3, start_period: 10s}", ("tcp", "", 9000, None, 5.0, 0.5)),
+    ("{x-tcp: 9000, retries: 3, start_period: 10s}", ("tcp", "", 9000, None, 5.0, 0.1)),
     ('{test: ["CMD", "pg_isready", "-q"]}', ("exec", ("pg_isready", "-q"), None, None, 5.0, 0.5)),
     ('{test: ["CMD-SHELL", "curl -f localhost || exit 1"]}', ("exec", ("sh", "-c", "curl -f localhost || exit 1"), None, None, 5.0, 0.5)),
     ("{test: 'test -e /ready', x-deadline: 20}", ("exec", ("sh", "-c", "test -e /ready"), None, 20.0, 5.0, 0.5)),

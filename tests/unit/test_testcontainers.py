@@ -244,7 +244,7 @@ def test_the_files_keys_override_the_definitions_and_environment_merges(tmp_path
     assert (api1.image, api1.command, api1.publish, api1.role, api1.mem_limit, api1.start_after) == (
         "my-api:1.0", ("serve", "--verbose"), (8000,), "web", "128m", ("rmq",))
     assert api1.env == {"MODE": "file", "PORT": "8000", "AMQP": "proxy:20001"}
-    assert api1.ready == Readiness("tcp", "", 8000)
+    assert api1.ready == Readiness("tcp", "", 8000, interval_s=0.1)
 
 
 def test_a_files_environment_in_list_form_merges_too(tmp_path):
