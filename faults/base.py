@@ -118,6 +118,13 @@ class FaultContext:
     # the runner shares one dict between all steps of a run.
     deploys: dict[str, list[tuple[dict[str, str], dict[str, str]]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A fault is about to act on the stack: its next reset must not take the undisturbed path,
+        # whatever the fault did (a toxic or an exec leaves no Docker event behind).
+        note = getattr(self.stack, "note_disturbed", None)
+        if note is not None:
+            note()
+
     def deadline(self, seconds: float | None = None) -> float:
         return time.monotonic() + (self.wait_timeout if seconds is None else seconds)
 

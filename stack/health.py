@@ -148,21 +148,23 @@ def node_ready(stack: "Stack", node: str) -> bool:
     return kind_of(stack.topology.node(node).role).ready(stack, node)
 
 
-def checks_for(stack: "Stack", nodes: list[NodeSpec]) -> list[Check]:
+def checks_for(stack: "Stack", nodes: list[NodeSpec], settled: bool = False) -> list[Check]:
     """The readiness checks of `nodes`, asked of each node's kind. A group kind judges the whole group
     whenever one of its nodes is asked about (a redeploy of rmq2 is healthy when the cluster runs all
-    three again)."""
+    three again). `settled`: nothing has disturbed these nodes since they were last found ready, so each
+    kind's `settled_checks` will do (stack/reset.py)."""
     from stack.kinds import kind_of
 
     checks: list[Check] = []
     groups_done: set[str] = set()
     for spec in nodes:
         kind = kind_of(spec.role)
+        ask = kind.settled_checks if settled else kind.checks
         if not kind.group:
-            checks += kind.checks(stack, [spec])
+            checks += ask(stack, [spec])
         elif spec.role not in groups_done:
             groups_done.add(spec.role)
-            checks += kind.checks(stack, [n for n in stack.topology.nodes if n.role == spec.role])
+            checks += ask(stack, [n for n in stack.topology.nodes if n.role == spec.role])
     return checks
 
 

@@ -9,6 +9,12 @@ The services named there stop together, and the rest of the stack's health is ch
 stop: a graceful stop waits on the service to finish what it holds (its grace), and nothing in the
 steps needs more than that the stopped services are gone and the others are healthy. `timings`, when
 given, receives the seconds of each part (benchmarks/runs.py reports them).
+
+A reset does only what the last run disturbed. When nothing has (no fault acted through a
+`FaultContext`, no deploy or stop, no sweep removal, and Docker reports no container event on the run
+since it was last found healthy: no crash, kill, restart, pause or new helper), the drift and clock
+checks are skipped and each kind's `settled_checks` stand in for its full checks (RabbitMQ: AMQP on each
+node instead of the CLI's cluster_status). After anything else, the full reset runs.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
     from stack.stack import Stack
 
 STOP_GRACE_S = 5  # a reset's stop of a service: SIGTERM, then SIGKILL after this many seconds
+# Docker events that change a container or its network: any of them on the run since it was last found
+# healthy sends the reset down its full path. Exec, archive and health events are the harness's own probes.
+DISTURBING = frozenset({"create", "start", "restart", "die", "kill", "stop", "pause", "unpause", "oom",
+                        "destroy", "update", "rename", "connect", "disconnect"})
 
 
 @contextmanager
@@ -110,6 +120,25 @@ def _zero_clocks(stack: "Stack") -> list[str]:
     return zeroed
 
 
+def disturbances(stack: "Stack") -> list[str]:
+    """What Docker saw happen to the run's containers and network since `stack.quiet_since`, as
+    "node action" lines; ["unknown"] when the stack's state is not known (never checked, or noted
+    disturbed). The daemon is this machine's (`--chaos-docker-hosts` takes local ones only), so the host's
+    clock is the daemon's."""
+    since = stack.quiet_since
+    if since is None:
+        return ["unknown"]
+    until = time.time()
+    seen = []
+    for event in stack.client.events(since=f"{since:.9f}", until=f"{until:.9f}", decode=True,
+                                     filters={"label": f"{cleanup.LABEL_RUN}={stack.run_id}"}):
+        action = str(event.get("Action") or event.get("status") or "").split(":")[0]
+        if action in DISTURBING and event.get("timeNano", 0) / 1e9 >= since:
+            attributes = (event.get("Actor") or {}).get("Attributes") or {}
+            seen.append(f"{attributes.get(cleanup.LABEL_NODE) or attributes.get('name', '?')} {action}")
+    return seen
+
+
 def reset_stack(stack: "Stack", timings: dict[str, float] | None = None) -> float:
     """Reset a running stack (see the module docstring); returns the seconds it took."""
     from faults.toxiproxy.client import ToxiproxyClient
@@ -118,24 +147,30 @@ def reset_stack(stack: "Stack", timings: dict[str, float] | None = None) -> floa
     from faults import sweep
 
     with _timed(timings, "sweep"):
-        sweep.sweep(stack.client)  # partitions and toxics a dead runner left behind
+        if sweep.sweep(stack.client):  # partitions and toxics a dead runner left behind
+            stack.note_disturbed()
+        disturbed = disturbances(stack)
+    stack.quiet_since = None  # until this reset has found the stack healthy again
     with _timed(timings, "heal"):
         _heal_containers(stack)
         if stack.topology.names("proxy"):
             ToxiproxyClient(f"http://127.0.0.1:{stack.host_port('proxy', PROXY_API_PORT)}").reset()
-        _redeploy_drifted_services(stack)
-        _zero_clocks(stack)
+        if disturbed:
+            _redeploy_drifted_services(stack)
+            _zero_clocks(stack)
     app = stack.topology.app
     if app is None:
         with _timed(timings, "health"):
-            stack.wait_healthy()
+            stack.wait_healthy(settled=not disturbed)
+        stack.last_disturbances = disturbed
+        stack.quiet_since = time.time()
         return time.monotonic() - started
     stopped = [stack.topology.node(name) for name in app.reset_stop]
     with ThreadPoolExecutor(max_workers=max(1, len(stopped))) as pool:
         with _timed(timings, "stop"):
             stops = [pool.submit(stack.container(node.name).stop, timeout=STOP_GRACE_S) for node in stopped]
         with _timed(timings, "health"):
-            stack.wait_healthy([n for n in stack.topology.nodes if n not in stopped])
+            stack.wait_healthy([n for n in stack.topology.nodes if n not in stopped], settled=not disturbed)
         with _timed(timings, "stop"):  # what the stops take beyond the health check they overlap
             for stop in stops:
                 stop.result()
@@ -146,4 +181,6 @@ def reset_stack(stack: "Stack", timings: dict[str, float] | None = None) -> floa
             for started_one in [pool.submit(stack.container(node.name).start) for node in stopped]:
                 started_one.result()
         stack.wait_healthy(stopped)
+    stack.last_disturbances = disturbed
+    stack.quiet_since = time.time()
     return time.monotonic() - started

@@ -57,6 +57,15 @@ class Stack:
         self._subnet = None  # the network's subnet (ipaddress.IPv4Network), read once
         self.containers: dict[str, object] = {}
         self._passwd: dict[str, dict[str, tuple[int, int]]] = {}
+        # When the stack was last found healthy by `up` or a reset (the host's time.time()), and not
+        # disturbed since as far as this process knows: a fault, a deploy or a stop calls
+        # `note_disturbed`. None: unknown, so the next reset checks everything (stack/reset.py).
+        self.quiet_since: float | None = None
+        self.last_disturbances: list[str] = []  # why the last reset took its full path (empty: it did not)
+
+    def note_disturbed(self) -> None:
+        """Something (a fault, a deploy, a stop) changed the stack: the next reset does all its checks."""
+        self.quiet_since = None
 
     @classmethod
     def attach(cls, client, run_id: str, labels: dict[str, str]) -> "Stack":
@@ -125,6 +134,7 @@ class Stack:
             raise
         self.progress(f"[stack] {self.topology.name} topology up in {time.monotonic() - started:.1f}s "
                       f"(run {self.run_id})")
+        self.quiet_since = time.time()
         return self
 
     def down(self, quiet: bool = False) -> None:
@@ -327,14 +337,16 @@ class Stack:
         except KeyError:
             raise HarnessError(f"image {self.images.get(image_key, image_key)} has no user {user!r}") from None
 
-    def wait_healthy(self, nodes: list[NodeSpec] | None = None, exited_ok: bool = False) -> dict[str, str]:
-        """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout.
+    def wait_healthy(self, nodes: list[NodeSpec] | None = None, exited_ok: bool = False,
+                     settled: bool = False) -> dict[str, str]:
+        """Wait on the health checks of `nodes` (default: all), each bounded by boot_timeout; `settled`:
+        their kinds' cheaper checks for nodes nothing disturbed since they were last ready.
 
         A node whose container exits fails the wait at once, unless `exited_ok`: then the wait goes on
         for the others and the exited nodes are returned, each with its exit code and log tail."""
         nodes = list(self.topology.nodes) if nodes is None else nodes
         deadline = time.monotonic() + self.boot_timeout
-        checks = health.checks_for(self, nodes)
+        checks = health.checks_for(self, nodes, settled)
         exited: dict[str, str] = {}
 
         def waiting(elapsed: float) -> str:
@@ -378,6 +390,7 @@ class Stack:
         """
         import dataclasses
 
+        self.note_disturbed()
         base = self.topology.node(node)
         spec = dataclasses.replace(base, env={**base.env, **(env or {})})
         old = self.container(node)
@@ -397,6 +410,7 @@ class Stack:
 
     def stop_node(self, node: str, grace: float = DEFAULT_GRACE_S) -> Stopped:
         """SIGTERM the node's container, SIGKILL it after `grace` s; how it ended (see `stack.stopping`)."""
+        self.note_disturbed()
         stopped = stopping.stop(self.container(node), grace)
         how = "killed after its grace" if stopped.killed else f"exited {stopped.exit_code}"
         self.progress(f"[stack] stopped {node}: {how} in {stopped.seconds:.1f}s")

@@ -28,3 +28,17 @@ class RabbitMQ(Kind):
 
         return [health.Check(f"RabbitMQ cluster_status on {names[0]} shows {names} running", names[0], probe,
                              tuple(names))]
+
+    def settled_checks(self, stack, nodes):
+        """Every node still speaks AMQP. Membership changes only when something disturbs the cluster
+        (a partition, a kill, a pause: all of them send the reset down its full path), and a node that
+        pause_minority paused stops listening; the CLI's cluster_status costs an Erlang VM start (about
+        1 s of CPU), most of a reset after a clean run."""
+        names = [n.name for n in nodes]
+
+        def probe(stack) -> tuple[bool, str]:
+            silent = [n for n in names if not health._amqp_listening(stack, n)]
+            return not silent, f"AMQP not answering on {silent}" if silent else "AMQP answers on every node"
+
+        return [health.Check(f"RabbitMQ {names} answer AMQP (nothing disturbed them)", names[0], probe,
+                             tuple(names), interval_s=0.1)]

@@ -99,7 +99,7 @@ def test_a_long_wait_on_readiness_says_what_it_still_waits_for(monkeypatch):
 
     rabbit, proxy = threading.Event(), threading.Event()
     proxy.set()
-    monkeypatch.setattr(health, "checks_for", lambda _stack, _nodes: [Check("proxy answers", proxy),
+    monkeypatch.setattr(health, "checks_for", lambda _stack, _nodes, _settled=False: [Check("proxy answers", proxy),
                                                                       Check("RabbitMQ running", rabbit)])
     monkeypatch.setattr(stack_module, "WAITING_EVERY_S", 0.05)
     told: list[str] = []

@@ -46,14 +46,21 @@ class FakeStack:
         self.failing = failing
         self.log: list[str] = []
         self.run_id = "run"
-        self.client = SimpleNamespace(containers=SimpleNamespace(list=lambda **kw: []))
+        self.events: list[dict] = []  # what Docker's event stream reports since quiet_since
+        self.client = SimpleNamespace(containers=SimpleNamespace(list=lambda **kw: []),
+                                      events=lambda **kw: iter(self.events))
+        self.quiet_since: float | None = None  # unknown: the reset takes its full path
+        self.last_disturbances: list[str] = []
         self._containers = {n.name: FakeContainer(n.name, self) for n in nodes}
 
     def container(self, name: str) -> FakeContainer:
         return self._containers[name]
 
-    def wait_healthy(self, nodes=None) -> dict:
-        self.log.append("healthy " + ",".join(sorted(n.name for n in nodes)))
+    def note_disturbed(self) -> None:
+        self.quiet_since = None
+
+    def wait_healthy(self, nodes=None, settled: bool = False) -> dict:
+        self.log.append(("settled " if settled else "healthy ") + ",".join(sorted(n.name for n in nodes)))
         return {}
 
 
@@ -106,3 +113,112 @@ def test_states_come_from_one_list_call_filtered_on_the_run(fake):
     assert reset._states(fake) == {"api": "exited"}
     assert calls == [{"all": True, "sparse": True, "ignore_removed": True,
                       "filters": {"label": "chaos-harness.run=run"}}]
+
+
+# ------------------------------------------------------------------ the undisturbed path
+def quiet(fake, seconds_ago: float = 60.0):
+    import time
+
+    fake.quiet_since = time.time() - seconds_ago
+    return fake
+
+
+def test_an_undisturbed_stack_gets_the_kinds_settled_checks_and_no_drift_or_clock_check(fake, monkeypatch):
+    quiet(fake)
+    monkeypatch.setattr(reset, "_zero_clocks", lambda s: pytest.fail("clocks checked on an undisturbed stack"))
+    monkeypatch.setattr(reset, "_redeploy_drifted_services", lambda s: pytest.fail("drift checked"))
+    reset.reset_stack(fake)
+    steps = fake.log.index("steps ['purge']")
+    assert "settled api,rabbit1" in fake.log[:steps]
+    assert fake.log[-1] == "healthy " + ",".join(sorted(STOPPED))  # restarted services: their full checks
+    assert fake.last_disturbances == [] and fake.quiet_since is not None
+
+
+def test_a_reset_that_fails_leaves_the_stack_unknown(fake):
+    quiet(fake)
+    fake.failing = ("worker1",)
+    with pytest.raises(RuntimeError):
+        reset.reset_stack(fake)
+    assert fake.quiet_since is None  # the next reset checks everything
+
+
+@pytest.mark.parametrize("action", ["die", "kill", "start", "pause", "oom", "create", "destroy"])
+def test_a_docker_event_on_the_run_since_it_was_quiet_sends_the_reset_down_its_full_path(fake, action):
+    import time
+
+    quiet(fake)
+    fake.events = [{"Action": "exec_start: sh -c ruok", "timeNano": time.time_ns()},
+                   {"Action": action, "timeNano": time.time_ns(),
+                    "Actor": {"Attributes": {"chaos-harness.node": "rabbit1"}}}]
+    reset.reset_stack(fake)
+    assert fake.last_disturbances == [f"rabbit1 {action}"]
+    assert "healthy api,rabbit1" in fake.log and not any(e.startswith("settled") for e in fake.log)
+
+
+def test_the_harness_own_probes_do_not_count_as_disturbing(fake):
+    import time
+
+    quiet(fake)
+    fake.events = [{"Action": a, "timeNano": time.time_ns()} for a in
+                   ("exec_create: rabbitmqctl", "exec_start: rabbitmqctl", "exec_die", "archive-path",
+                    "health_status: healthy")]
+    reset.reset_stack(fake)
+    assert fake.last_disturbances == [] and "settled api,rabbit1" in fake.log
+
+
+def test_a_fault_context_notes_the_stack_disturbed(fake):
+    from faults.base import FaultContext
+
+    quiet(fake)
+    FaultContext(fake)
+    assert fake.quiet_since is None
+    reset.reset_stack(fake)
+    assert fake.last_disturbances == ["unknown"]
+    assert "healthy api,rabbit1" in fake.log and not any(e.startswith("settled") for e in fake.log)
+
+
+def test_a_sweep_that_removed_something_sends_the_reset_down_its_full_path(fake, monkeypatch):
+    quiet(fake)
+    monkeypatch.setattr("faults.sweep.sweep", lambda client: ["chaos-r1-helper-x"])
+    reset.reset_stack(fake)
+    assert fake.last_disturbances == ["unknown"] and "healthy api,rabbit1" in fake.log
+
+
+def test_a_deploy_or_a_stop_notes_the_stack_disturbed():
+    from stack.stack import Stack
+
+    stack = Stack("small")
+    stack.quiet_since = 1.0
+    stack.containers["api"] = SimpleNamespace(reload=lambda: None, attrs={})
+    import stack.stopping as stopping
+
+    real = stopping.stop
+    stopping.stop = lambda container, grace: SimpleNamespace(killed=False, exit_code=0, seconds=0.0)
+    try:
+        stack.stop_node("api")
+    finally:
+        stopping.stop = real
+    assert stack.quiet_since is None
+
+
+def test_an_event_from_before_the_stack_was_quiet_does_not_count(fake):
+    import time
+
+    quiet(fake, seconds_ago=1.0)
+    fake.events = [{"Action": "start", "timeNano": time.time_ns() - 5_000_000_000,
+                    "Actor": {"Attributes": {"chaos-harness.node": "worker1"}}}]
+    assert reset.disturbances(fake) == []
+
+
+def test_settled_rabbitmq_asks_each_node_for_amqp_and_never_the_cli(monkeypatch):
+    from stack import health
+    from stack.kinds import kind_of
+
+    answering = {"rmq1": True, "rmq2": False}
+    monkeypatch.setattr(health, "_amqp_listening", lambda stack, node: answering[node])
+    monkeypatch.setattr(health, "rabbitmq_cluster_status", lambda *a: pytest.fail("CLI asked"))
+    nodes = [NodeSpec("rmq1", "rabbitmq", "img"), NodeSpec("rmq2", "rabbitmq", "img")]
+    (check,) = kind_of("rabbitmq").settled_checks(None, nodes)
+    assert check.probe(None) == (False, "AMQP not answering on ['rmq2']")
+    answering["rmq2"] = True
+    assert check.probe(None)[0] is True
