@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--topology", default="small")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workload", type=float, default=10.0, help="seconds of workload per run")
+    parser.add_argument("--keep", metavar="DIR", help="keep each run's report here (default: thrown away)")
     args = parser.parse_args()
     stack = Stack(args.topology, progress=quiet, seed=17)
     result: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -62,19 +63,23 @@ def main() -> int:
     stack.up()
     result["up_s"] = round(time.monotonic() - started, 1)
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-runs-") as reports:
+        with tempfile.TemporaryDirectory(prefix="bench-runs-") as scratch:
+            reports = args.keep or scratch
             spec = WorkloadSpec(clients=2, rate=20.0, duration_s=args.workload)
             for i in range(args.repeat):
                 for kind, schedule in (("clean", []), ("faulty", faulty_schedule(stack))):
                     scenario = Scenario(name=f"bench-{kind}-{i}", schedule=schedule, workload=spec, drain_s=45.0)
                     run = run_scenario(stack, scenario, report_root=reports, seed=i, progress=quiet)
                     runs.append({"kind": kind, "status": run.status, "seconds": round(run.seconds, 2),
+                                 "report": str(run.report_dir) if args.keep else None,
                                  "overhead_s": round(run.overhead_s, 2),
                                  "phases": {k: round(v, 2) for k, v in run.phases.items()}})
                     # the reset the next run would start with, timed on its own and part by part
                     timings: dict[str, float] = {}
                     (clean_resets if kind == "clean" else faulty_resets).append(reset_stack(stack, timings))
                     parts[kind].append(timings)
+                    runs[-1]["next_reset"] = {"seconds": round(sum(timings.values()), 2),
+                                              "disturbances": stack.last_disturbances[:10]}
     finally:
         stack.down(quiet=True)
     result["runs"] = runs

@@ -166,6 +166,8 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     say(f"[scenario] {scenario.name}: resetting the stack")
     reset_parts: dict[str, float] = {}
     phases["reset"] = reset_stack(stack, reset_parts)
+    # why the reset took its full path ([] when nothing had disturbed the stack: stack/reset.py)
+    reset_disturbances = list(getattr(stack, "last_disturbances", []))[:20]
     mark = time.monotonic()
     for node, env in scenario.deploy.items():
         say(f"[scenario] deploying {node} with {env}")
@@ -228,7 +230,7 @@ def run_scenario(stack, scenario: Scenario, report_root: str | Path, *, seed: in
     seconds = time.monotonic() - started
     (report_dir / "timings.json").write_text(json.dumps({"seconds": round(seconds, 3), "phases": {
         k: round(v, 3) for k, v in phases.items()}, "reset_parts": {
-        k: round(v, 3) for k, v in reset_parts.items()}}, indent=2) + "\n")
+        k: round(v, 3) for k, v in reset_parts.items()}, "reset_disturbances": reset_disturbances}, indent=2) + "\n")
     say(f"[scenario] {scenario.name}: {verdict.status} in {seconds:.0f}s (" + ", ".join(
         f"{k} {v:.1f}s" for k, v in phases.items()) + ")")
     return RunResult(scenario, verdict, report_dir, seconds, coverage, answers, missed, phases)
