@@ -14,10 +14,12 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,6 +41,15 @@ def faulty_schedule(stack: Stack) -> list[dict]:
     killed = next((n.name for n in topo.nodes if n.role == "worker"), topo.names("redis")[-1])
     return [{"at": 2.0, "fault": "partition", "duration": 3.0, "targets": [group], "params": {"grouping": "halves"}},
             {"at": 5.5, "fault": "kill", "duration": 2.0, "targets": [killed]}]
+
+
+def keep_if_invalid(run) -> str | None:
+    """An invalid run's report, copied out of the scratch folder so that it can be read afterwards."""
+    if run.status == "valid":
+        return None
+    kept = Path(tempfile.gettempdir()) / f"bench-runs-{run.report_dir.name}-{time.time_ns()}"
+    shutil.copytree(run.report_dir, kept)
+    return str(kept)
 
 
 def median(values: list[float]) -> float:
@@ -71,7 +82,9 @@ def main() -> int:
                     scenario = Scenario(name=f"bench-{kind}-{i}", schedule=schedule, workload=spec, drain_s=45.0)
                     run = run_scenario(stack, scenario, report_root=reports, seed=i, progress=quiet)
                     runs.append({"kind": kind, "status": run.status, "seconds": round(run.seconds, 2),
-                                 "report": str(run.report_dir) if args.keep else None,
+                                 "report": str(run.report_dir) if args.keep else keep_if_invalid(run),
+                                 "failed": {name: dict(result.counts) for name, result in run.verdict.results.items()
+                                            if result.status != "valid"},
                                  "overhead_s": round(run.overhead_s, 2),
                                  "phases": {k: round(v, 2) for k, v in run.phases.items()}})
                     # the reset the next run would start with, timed on its own and part by part
