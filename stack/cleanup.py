@@ -32,14 +32,19 @@ def namespace() -> str:
     return os.environ.get("CHAOS_NAMESPACE", "default")
 
 
-def _process_start(pid: int) -> str:
-    """The kernel's start time of a process, so a reused pid is not taken for its owner."""
+def _process_stat(pid: int) -> tuple[str, str]:
+    """A process's state letter and the kernel's start time ("", "" when there is no such process)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-        return stat.rsplit(")", 1)[1].split()[19]
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
     except (OSError, IndexError):
-        return ""
+        return "", ""
+
+
+def _process_start(pid: int) -> str:
+    """The kernel's start time of a process, so a reused pid is not taken for its owner."""
+    return _process_stat(pid)[1]
 
 
 def owner_labels(detached: bool) -> dict[str, str]:
@@ -70,7 +75,11 @@ def owner_alive(labels: dict[str, str]) -> bool:
         return False
     except PermissionError:
         pass
-    return _process_start(pid) == labels.get(LABEL_OWNER_START, "")
+    state, start = _process_stat(pid)
+    # A zombie is dead: it keeps its pid and start time only until its parent waits for it, and a
+    # parent that never does (pytest-xdist's controller, with a SIGKILLed worker) would keep its runs
+    # for as long as the parent lives.
+    return state not in ("Z", "X") and start == labels.get(LABEL_OWNER_START, "")
 
 
 def process_alive(pid: int | str, start: str, host: str | None = None) -> bool:
