@@ -46,14 +46,17 @@ LIVE_OWNER = ("from harness.progress import show_progress; show_progress(); from
 REAP_WITHIN_S = 30.0
 
 
-def wait_for(what: str, probe, deadline_s: float, child: subprocess.Popen | None = None):
+def wait_for(what: str, probe, deadline_s: float, child: subprocess.Popen | None = None, log=None):
+    """`probe()`'s first true value; fails when the child ends first (with the end of its `log` file, if
+    given) or when the deadline passes."""
     deadline = time.monotonic() + deadline_s
     while True:
         value = probe()
         if value:
             return value
         if child is not None and child.poll() is not None:
-            pytest.fail(f"the child ended (exit {child.returncode}) before {what}")
+            pytest.fail(f"the child ended (exit {child.returncode}) before {what}"
+                        + (":\n" + log.read_text()[-3000:] if log else ""))
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {deadline_s:.0f}s")
         time.sleep(0.5)

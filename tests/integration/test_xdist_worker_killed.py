@@ -23,6 +23,7 @@ import time
 import pytest
 
 from stack import cleanup
+from tests.integration.test_reaper import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -62,20 +63,6 @@ def runs_on(host: str | None, ns: str) -> set[str]:
                 | {n.attrs["Labels"][cleanup.LABEL_RUN] for n in networks})
     finally:
         client.close()
-
-
-def wait_for(what: str, probe, deadline_s: float, child: subprocess.Popen | None = None, log=None):
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if child is not None and child.poll() is not None:
-            pytest.fail(f"the child session ended (exit {child.returncode}) before {what}:\n"
-                        + (log.read_text()[-3000:] if log else ""))
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {deadline_s:.0f}s")
-        time.sleep(0.5)
 
 
 def test_a_sigkilled_xdist_worker_is_reaped_on_its_own_host_and_the_other_runs_on(tmp_path):
