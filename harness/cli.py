@@ -68,8 +68,10 @@ def cmd_up(args) -> int:
     stack = Stack(args.topology, seed=args.seed, detached=True, with_services=not args.no_services,
                   host_port_base=args.port_base, boot_timeout=args.boot_timeout)
     stack.up()
-    print(f"run {stack.run_id} ({stack.topology.name} topology) is up; endpoints:")
-    for name, url in stack.endpoints().items():
+    remote = stack.transport.remote  # this command's tunnels end with it: say where the ports really are
+    where = f" on {stack.transport.destination}'s 127.0.0.1 (forward them with ssh -L)" if remote else ""
+    print(f"run {stack.run_id} ({stack.topology.name} topology) is up; endpoints{where}:")
+    for name, url in stack.endpoints(on_docker_host=remote).items():
         print(f"  {name:18} {url}")
     print(f"take it down with: chaos-harness down {stack.run_id}")
     return 0

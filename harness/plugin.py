@@ -40,8 +40,8 @@ def pytest_addoption(parser) -> None:
         group.addoption(flag, dest=ini, default=None, help=f"{help_text} (ini: {ini}; default {default!r})")
         parser.addini(ini, help_text, default=default)
     group.addoption("--chaos-docker-hosts", dest="chaos_docker_hosts", default=None,
-                    help="comma-separated Docker hosts (unix://..., tcp://127.0.0.1:...); under pytest-xdist worker i "
-                         "uses host i mod N (ini: chaos_docker_hosts; env: CHAOS_DOCKER_HOSTS)")
+                    help="comma-separated Docker hosts (unix://..., tcp://127.0.0.1:..., ssh://user@host); under "
+                         "pytest-xdist worker i uses host i mod N (ini: chaos_docker_hosts; env: CHAOS_DOCKER_HOSTS)")
     parser.addini("chaos_docker_hosts", "Docker hosts the xdist workers spread over", default="")
     group.addoption("--chaos-keep", dest="chaos_keep", action="store_true", default=None,
                     help="keep the stack up after the session for debugging (ini: chaos_keep)")
@@ -64,19 +64,14 @@ def worker_id(config) -> str | None:
 
 
 def docker_hosts(config) -> list[str]:
-    """--chaos-docker-hosts (ini, or CHAOS_DOCKER_HOSTS), each checked: the harness reaches published
-    ports on the host's 127.0.0.1, so a host is a local socket or a TCP address on this machine."""
-    from harness.errors import HarnessError
+    """--chaos-docker-hosts (ini, or CHAOS_DOCKER_HOSTS), each checked (`stack.transport`): a local
+    socket, a TCP address on this machine, or ssh://[user@]host[:port], whose ports are tunnelled."""
+    from stack.transport import check_docker_host
 
     raw = option(config, "chaos_docker_hosts") or os.environ.get("CHAOS_DOCKER_HOSTS", "")
     hosts = [h.strip() for h in raw.split(",") if h.strip()]
     for host in hosts:
-        scheme, _, rest = host.partition("://")
-        local_tcp = scheme == "tcp" and rest.rsplit(":", 1)[0] in ("127.0.0.1", "localhost")
-        if not (scheme == "unix" and rest.startswith("/")) and not local_tcp:
-            raise HarnessError(f"--chaos-docker-hosts: {host!r} is not a unix:// socket or a tcp:// address of "
-                               "this machine (published ports are reached on 127.0.0.1; remote hosts are not "
-                               "supported yet)")
+        check_docker_host(host)
     return hosts
 
 

@@ -11,13 +11,20 @@ def docker_client(timeout: int = 120):
     import docker
     import docker.errors
 
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    from stack.transport import check_docker_host, for_docker_host, is_ssh
+
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    check_docker_host(where)
     try:
-        client = docker.from_env(timeout=timeout)
+        if is_ssh(where):  # the host's socket, forwarded here by our ssh master (stack/transport.py)
+            client = docker.DockerClient(base_url=for_docker_host(where).docker_socket(), timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise HarnessError(
-            f"Docker daemon not reachable at {where}: is it running, and may this user use it?") from None
+        detail = " ".join(str(exc).split())[-300:]
+        raise HarnessError(f"Docker daemon not reachable at {where}: is it running, and may this user use it? "
+                           f"({detail})") from None
     return client
 
 

@@ -109,7 +109,7 @@ def zk_four_letter(stack: "Stack", node: str, word: str = "srvr", timeout: float
     container.reload()
     if container.status != "running":
         raise RuntimeError(f"container {container.status}")
-    with socket.create_connection((stack.node_ip(node), ZK_PORT), timeout=timeout) as sock:
+    with socket.create_connection(stack.reach(stack.node_ip(node), ZK_PORT), timeout=timeout) as sock:
         sock.sendall(word.encode())
         chunks = []
         while chunk := sock.recv(4096):  # the server closes after its answer

@@ -49,6 +49,7 @@ class Stack:
         self.boot_timeout = boot_timeout
         self.host_port_base = host_port_base
         self._client = client
+        self._transport = None  # how this process reaches the Docker host's ports (stack/transport.py)
         self.params = RunParams(run_id=self.run_id, cookie=secrets.token_hex(20), with_services=with_services)
         self.stack_file = stack_file_of(topology)
         self.topology: Topology = build_topology(self.stack_file, self.params)
@@ -87,6 +88,20 @@ class Stack:
         if self._client is None:
             self._client = docker_client()
         return self._client
+
+    @property
+    def transport(self):
+        if self._transport is None:
+            from stack.transport import for_docker_host
+
+            self._transport = for_docker_host()
+        return self._transport
+
+    def reach(self, address: str, port: int) -> tuple[str, int]:
+        """Where this process connects to reach `address:port` as the Docker host sees it (a node's
+        address on the run network, or the host's 127.0.0.1): itself on a local daemon, a local ssh
+        forward on a remote one."""
+        return self.transport.reach(address, port)
 
     # ------------------------------------------------------------------ names
     @property
@@ -144,6 +159,8 @@ class Stack:
             cleanup.remove_run(self.client, run, None if quiet else self.progress)
         self.containers.clear()
         self.network = None
+        if self._transport is not None:
+            self._transport.close()
 
     # ------------------------------------------------------------------ the network and node addresses
     def _create_network(self):
@@ -201,7 +218,7 @@ class Stack:
 
     # ------------------------------------------------------------------ starting nodes
     def _check_ports_free(self) -> None:
-        if self.host_port_base is None:
+        if self.host_port_base is None or self.transport.remote:  # a remote host's ports are its own
             return
         for port in self.host_ports():
             with socket.socket() as sock:
@@ -435,7 +452,8 @@ class Stack:
         except Exception as exc:  # the log is only context for an error we are already raising
             return f"(no log: {exc})"
 
-    def host_port(self, node: str, port: int) -> int:
+    def published_port(self, node: str, port: int) -> int:
+        """The port on the Docker host's 127.0.0.1 that the node's `port` is published at."""
         container = self.container(node)
         container.reload()
         binding = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
@@ -443,16 +461,24 @@ class Stack:
             raise HarnessError(f"{node}: port {port} is not published")
         return int(binding[0]["HostPort"])
 
+    def host_port(self, node: str, port: int) -> int:
+        """The port on this machine's 127.0.0.1 that reaches the node's `port`: the published port itself
+        on a local Docker host, a tunnel's local end on a remote one."""
+        return self.reach("127.0.0.1", self.published_port(node, port))[1]
+
     def amqp_url(self) -> str:
         """The first RabbitMQ node, as the harness on the host reaches it (not through the proxy)."""
         rabbit = self.topology.names("rabbitmq")[0]
         return f"amqp://guest:guest@127.0.0.1:{self.host_port(rabbit, 5672)}/%2F"
 
-    def endpoints(self) -> dict[str, str]:
+    def endpoints(self, on_docker_host: bool = False) -> dict[str, str]:
+        """Each published port as this process reaches it, or (`on_docker_host`) as it is on the Docker
+        host's own 127.0.0.1, which is what outlives this process when the host is remote."""
+        port_of = self.published_port if on_docker_host else self.host_port
         out: dict[str, str] = {}
         for node in self.topology.nodes:
             for port in node.publish:
                 scheme = {5672: "amqp", 8474: "http", 8080: "http"}.get(port, "tcp")
-                out[f"{node.name}:{port}"] = f"{scheme}://127.0.0.1:{self.host_port(node.name, port)}"
+                out[f"{node.name}:{port}"] = f"{scheme}://127.0.0.1:{port_of(node.name, port)}"
         return out
 

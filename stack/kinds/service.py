@@ -35,11 +35,13 @@ class Service(Kind):
         if ready.how == "http":
             import requests
 
-            url = f"http://{node_address(stack, node)}:{ready.port}{ready.target}"
+            host, port = stack.reach(node_address(stack, node), ready.port)
+            url = f"http://{host}:{port}{ready.target}"
             response = requests.get(url, timeout=ready.probe_timeout_s)
             return 200 <= response.status_code < 300, f"GET {ready.target}: {response.status_code} {response.text[:150]}"
         if ready.how == "tcp":
-            with socket.create_connection((node_address(stack, node), ready.port), timeout=ready.probe_timeout_s):
+            with socket.create_connection(stack.reach(node_address(stack, node), ready.port),
+                                          timeout=ready.probe_timeout_s):
                 return True, f"port {ready.port} accepts"
         if ready.how == "exec":
             code, out = stack.exec(node, list(ready.target), timeout=ready.probe_timeout_s)

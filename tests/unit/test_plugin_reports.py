@@ -129,11 +129,12 @@ def test_under_xdist_each_worker_has_its_namespace_and_report_subdirectory_and_o
                                 "(duplicated,", "lost)", "25"] for line in table), result.stdout
 
 
-def test_docker_hosts_must_be_local(tmp_path):
+def test_docker_hosts_refuse_a_remote_plain_tcp_daemon(tmp_path):
     (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                             "--chaos-docker-hosts", "unix:///run/a.sock,ssh://me@far"],
+                             "--chaos-docker-hosts", "unix:///run/a.sock,ssh://me@far,tcp://far:2375"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "'ssh://me@far' is not a unix:// socket or a tcp:// address of this machine" in result.stderr, result.stderr
+    assert "'tcp://far:2375': a remote daemon over plain tcp:// is not supported" in result.stderr, result.stderr
+    assert "use ssh://far" in result.stderr and "Traceback" not in result.stderr, result.stderr
