@@ -608,8 +608,15 @@ fn connections(id: u64) -> PyResult<usize> {
     Ok(state.conns.values().filter(|c| c.proxy == id).count())
 }
 
+/// Give the C heap's free pages back to the system (what importing and starting the server left behind).
+#[pyfunction]
+fn trim() {
+    unsafe { libc::malloc_trim(0) };
+}
+
 #[pymodule]
 fn _pump(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(detach, m)?)?;
     m.add_function(wrap_pyfunction!(drop_proxy, m)?)?;
