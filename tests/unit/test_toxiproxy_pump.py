@@ -1,0 +1,205 @@
+"""The proxy's compiled data path (faults/pump, opted in with CHAOS_PROXY_NATIVE=1): it really carries a
+toxic-free proxy's connections, hands them to Python's links with the bytes in flight when a toxic comes,
+takes the listener back when the last toxic goes, and is simply absent where it is not built.
+
+The rest of the proxy's behaviour with the pump on is the other proxy tests run with CHAOS_PROXY_NATIVE=1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+import requests
+
+import faults.toxiproxy
+from faults.toxiproxy import pump
+from faults.toxiproxy.server import ServerThread, serve_in_thread
+
+BUILT = importlib.util.find_spec("faults.toxiproxy._pump") is not None
+needs_pump = pytest.mark.skipif(not BUILT, reason="the compiled data path is not built (scripts/build-native)")
+
+
+class Upstream:
+    """Echoes (unless `echoing` is off) and answers an EOF with b"<eof>"; while `hold` is set it reads nothing
+    (so bytes pile up in the proxy)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        # small, and set before listen (inherited with a matching window scale): the proxy fills it fast
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.hold = threading.Event()
+        self.echoing = True
+        self.received = bytearray()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while True:
+                    while self.hold.is_set():
+                        time.sleep(0.01)
+                    data = conn.recv(65536)
+                    if not data:
+                        conn.sendall(b"<eof>")
+                        return
+                    self.received += data
+                    if self.echoing:
+                        conn.sendall(data)
+            except OSError:
+                pass
+
+
+@pytest.fixture()
+def native(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pump, "_loaded", [])
+    monkeypatch.setenv(pump.ENV, "1")
+
+
+@pytest.fixture()
+def server(native: None) -> Iterator[ServerThread]:
+    with serve_in_thread(seed=3) as running:
+        yield running
+
+
+@pytest.fixture()
+def upstream() -> Iterator[Upstream]:
+    up = Upstream()
+    yield up
+    up.sock.close()
+
+
+def make_proxy(server: ServerThread, upstream: Upstream) -> int:
+    response = requests.post(f"{server.url}/proxies", timeout=3,
+                             json={"name": "p", "listen": "127.0.0.1:0", "upstream": f"localhost:{upstream.port}"})
+    assert response.status_code == 201, response.text
+    return int(response.json()["listen"].rsplit(":", 1)[1])
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    give_up = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"waited {deadline_s}s for {what}")
+        time.sleep(0.01)
+
+
+def echo(sock: socket.socket, payload: bytes = b"ping") -> float:
+    started = time.monotonic()
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(100)
+        assert chunk, "closed during a round trip"
+        got += chunk
+    assert got == payload
+    return time.monotonic() - started
+
+
+@needs_pump
+def test_the_pump_carries_a_proxy_without_toxics_and_hands_it_over_for_one(server: ServerThread,
+                                                                            upstream: Upstream) -> None:
+    port = make_proxy(server, upstream)
+    proxy = server.server.proxies.get("p")  # type: ignore[union-attr]
+    from faults.toxiproxy import _pump
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        echo(sock)
+        assert proxy._pumped is not None and _pump.connections(proxy._pumped) == 1 and not proxy.connections
+        response = requests.post(f"{server.url}/proxies/p/toxics", timeout=3,
+                                 json={"type": "latency", "attributes": {"latency": 150}})
+        assert response.status_code == 200, response.text
+        assert echo(sock) >= 0.14  # the same connection, now through Python's links
+        assert proxy._pumped is None and len(proxy.connections) == 1
+        assert [c.context.serial for c in proxy.connections] == [1]  # the serial Python would have given it
+        assert requests.delete(f"{server.url}/proxies/p/toxics/latency_downstream", timeout=3).status_code == 204
+        assert echo(sock) < 0.14
+        assert proxy._pumped is not None  # the listener is the pump's again; this connection stays in Python
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as second:
+            echo(second)
+            assert _pump.connections(proxy._pumped) == 1
+
+
+@needs_pump
+def test_bytes_in_flight_at_the_handover_arrive_once_and_in_order(server: ServerThread, upstream: Upstream) -> None:
+    port = make_proxy(server, upstream)
+    upstream.hold.set()
+    upstream.echoing = False
+    payload = os.urandom(4 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+        sender.start()
+        time.sleep(0.3)  # the upstream's buffers are full: the pump holds what it read but could not write
+        response = requests.post(f"{server.url}/proxies/p/toxics", timeout=3,
+                                 json={"type": "noop", "stream": "upstream"})
+        assert response.status_code == 200, response.text
+        upstream.hold.clear()
+        sender.join(10)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(10)
+        assert sock.recv(100) == b"<eof>"  # the half-close came through after every byte
+    assert bytes(upstream.received) == payload
+
+
+@needs_pump
+def test_a_half_close_passes_through_the_pump_and_disabling_closes_its_connections(server: ServerThread,
+                                                                                   upstream: Upstream) -> None:
+    port = make_proxy(server, upstream)
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        echo(sock, b"x" * 10)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b"<eof>"
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        echo(sock)
+        assert requests.post(f"{server.url}/proxies/p", json={"enabled": False}, timeout=3).status_code == 200
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+@needs_pump
+def test_an_unreachable_upstream_closes_the_pumps_client(server: ServerThread) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    response = requests.post(f"{server.url}/proxies", timeout=3,
+                             json={"name": "d", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{dead}"})
+    port = int(response.json()["listen"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass
+
+
+def test_without_the_module_the_proxy_pumps_in_python(monkeypatch: pytest.MonkeyPatch,
+                                                      upstream: Upstream) -> None:
+    monkeypatch.setattr(pump, "_loaded", [])
+    monkeypatch.setenv(pump.ENV, "1")
+    monkeypatch.setitem(sys.modules, "faults.toxiproxy._pump", None)  # as if never built
+    monkeypatch.delattr(faults.toxiproxy, "_pump", raising=False)
+    assert pump.native() is None
+    with serve_in_thread(seed=3) as running:
+        port = make_proxy(running, upstream)
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            echo(sock)
+        assert running.server.proxies.get("p")._pumped is None  # type: ignore[union-attr]
