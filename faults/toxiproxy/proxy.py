@@ -334,11 +334,17 @@ class Proxy:
                 client, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: asyncio's own server logs and carries on too
+            except OSError as exc:  # e.g. EMFILE: as asyncio's own server, wait a second before trying again
                 log.warning("proxy=%s: accept failed: %s", self.name, exc)
+                self.loop.remove_reader(self._sock.fileno())
+                self.loop.call_later(1.0, self._accept_again, self._sock)
                 return
             self._serial += 1
             self._adopt(self._serial, client, None, b"", b"")
+
+    def _accept_again(self, sock: socket.socket) -> None:
+        if self._sock is sock and self._python_accepts:
+            self.loop.add_reader(sock.fileno(), self._accept_ready)
 
     def _adopt(self, serial: int, client: socket.socket, server: socket.socket | None, to_server: bytes,
                to_client: bytes) -> None:

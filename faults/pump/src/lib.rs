@@ -41,6 +41,9 @@ struct Listener {
     numeric: Option<SocketAddr>,
     /// Connections accepted so far: each one's serial (Python's toxics draw their randomness by it).
     accepted: u64,
+    /// Out of file descriptors (or another accept error): not watched until then, as asyncio does, so
+    /// that a listener the loop cannot serve does not wake it over and over.
+    paused_until: Option<Instant>,
 }
 
 /// One direction: bytes read from its source not yet written to its destination, and its end.
@@ -168,8 +171,10 @@ impl Pump {
                 self.resolved(&mut state, id, result);
             }
             self.expire_dials(&mut state);
-            let dialling = state.conns.values().any(|c| c.phase != Phase::Open);
-            timeout = if dialling { 1000 } else { -1 };
+            self.resume_listeners(&mut state);
+            let waiting = state.conns.values().any(|c| c.phase != Phase::Open)
+                || state.listeners.values().any(|l| l.paused_until.is_some());
+            timeout = if waiting { 1000 } else { -1 };
         }
     }
 
@@ -184,7 +189,14 @@ impl Pump {
                 libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             };
             if fd < 0 {
-                return; // EAGAIN, or an error the next accept will see again
+                let e = errno();
+                if e != libc::EAGAIN && e != libc::EWOULDBLOCK && e != libc::EINTR && e != libc::ECONNABORTED {
+                    if let Some(listener) = state.listeners.get_mut(&proxy) {
+                        listener.paused_until = Some(Instant::now() + Duration::from_secs(1));
+                        self.ctl(libc::EPOLL_CTL_MOD, lfd, 0, token(proxy, LISTENER));
+                    }
+                }
+                return;
             }
             nodelay(fd);
             listener.accepted += 1;
@@ -264,6 +276,16 @@ impl Pump {
             }
         }
         self.finish(state, id);
+    }
+
+    fn resume_listeners(&self, state: &mut State) {
+        let now = Instant::now();
+        for (id, listener) in state.listeners.iter_mut() {
+            if listener.paused_until.is_some_and(|until| until <= now) {
+                listener.paused_until = None;
+                self.ctl(libc::EPOLL_CTL_MOD, listener.fd, libc::EPOLLIN as u32, token(*id, LISTENER));
+            }
+        }
     }
 
     fn expire_dials(&self, state: &mut State) {
@@ -532,7 +554,7 @@ fn listen(fd: RawFd, host: String, port: u16) -> PyResult<u64> {
     let id = state.next_id;
     state.next_id += 1;
     let numeric = host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
-    state.listeners.insert(id, Listener { fd, host, port, numeric, accepted: 0 });
+    state.listeners.insert(id, Listener { fd, host, port, numeric, accepted: 0, paused_until: None });
     if pump.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token(id, LISTENER)) < 0 {
         state.listeners.remove(&id);
         return Err(io::Error::last_os_error().into());
