@@ -203,3 +203,24 @@ def test_without_the_module_the_proxy_pumps_in_python(monkeypatch: pytest.Monkey
         with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
             echo(sock)
         assert running.server.proxies.get("p")._pumped is None  # type: ignore[union-attr]
+
+
+@needs_pump
+def test_the_pump_sleeps_while_its_connections_are_idle_or_half_closed(server: ServerThread,
+                                                                        upstream: Upstream) -> None:
+    # The pump blocks in epoll_wait; a level-triggered socket it cannot serve must not wake it over and over.
+    port = make_proxy(server, upstream)
+    upstream.hold.set()  # the upstream neither reads nor answers the half-close
+    idle = socket.create_connection(("127.0.0.1", port), timeout=3)
+    half = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        half.sendall(b"x" * 100)
+        half.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+        before = time.process_time()
+        time.sleep(1.0)
+        assert time.process_time() - before < 0.1  # every thread of this process, the pump's included
+    finally:
+        upstream.hold.clear()
+        idle.close()
+        half.close()
