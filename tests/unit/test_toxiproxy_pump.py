@@ -229,3 +229,67 @@ def test_the_pump_sleeps_while_its_connections_are_idle_or_half_closed(server: S
         upstream.hold.clear()
         idle.close()
         half.close()
+
+
+def test_connections_moved_back_and_forth_mid_transfer_lose_and_reorder_nothing(server: ServerThread) -> None:
+    # Each toggle hands every open connection from the pump to Python's links (toxic added) and the
+    # listener back (toxic removed); the clients check every echoed byte.
+    echo_server = socket.socket()
+    echo_server.bind(("127.0.0.1", 0))
+    echo_server.listen(16)
+
+    def echo_all() -> None:
+        while True:
+            try:
+                conn, _ = echo_server.accept()
+            except OSError:
+                return
+
+            def echo_one(conn: socket.socket = conn) -> None:
+                with conn:
+                    try:
+                        while data := conn.recv(65536):
+                            conn.sendall(data)
+                    except OSError:
+                        pass
+            threading.Thread(target=echo_one, daemon=True).start()
+
+    threading.Thread(target=echo_all, daemon=True).start()
+    response = requests.post(f"{server.url}/proxies", timeout=3, json={
+        "name": "p", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo_server.getsockname()[1]}"})
+    port = int(response.json()["listen"].rsplit(":", 1)[1])
+    failures: list[str] = []
+
+    def client(index: int) -> None:
+        data = os.urandom(2 << 20)
+        got = bytearray()
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            def receive() -> None:
+                while len(got) < len(data) and (chunk := sock.recv(65536)):
+                    got.extend(chunk)
+            receiver = threading.Thread(target=receive)
+            receiver.start()
+            for offset in range(0, len(data), 7000):
+                sock.sendall(data[offset:offset + 7000])
+            receiver.join(20)
+        if bytes(got) != data:
+            failures.append(f"client {index}: {len(got)} of {len(data)} bytes, equal prefix: "
+                            f"{bytes(got) == data[:len(got)]}")
+
+    clients = [threading.Thread(target=client, args=(index,)) for index in range(4)]
+    for each in clients:
+        each.start()
+    toggles = 0
+    try:
+        while any(each.is_alive() for each in clients):
+            stream = "upstream" if toggles % 2 else "downstream"
+            assert requests.post(f"{server.url}/proxies/p/toxics", timeout=3,
+                                 json={"type": "noop", "stream": stream, "name": "n"}).status_code == 200
+            assert requests.delete(f"{server.url}/proxies/p/toxics/n", timeout=3).status_code == 204
+            toggles += 1
+    finally:
+        for each in clients:
+            each.join(30)
+        echo_server.close()
+    assert not failures, failures
+    assert toggles >= 2
