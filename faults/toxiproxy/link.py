@@ -368,11 +368,13 @@ class Connection:
         """Carry on a connection accepted (and, given `server`, dialled) outside asyncio. `to_server` and
         `to_client` were read from one side and not yet written to the other: they go first."""
         # Written before either socket is made (kept in Side._early), so they precede anything read later.
-        # (No byte counters: the pump runs only without -proxy-metrics.)
+        # The pump counted them received; they are counted sent here.
         if to_server:
             self.server.write(to_server)
+            self.up.counts[1] += len(to_server)
         if to_client:
             self.client.write(to_client)
+            self.down.counts[1] += len(to_client)
         try:
             if server is not None:
                 await self.loop.connect_accepted_socket(lambda: self.server, server)

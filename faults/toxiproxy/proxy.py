@@ -11,9 +11,10 @@ import errno
 import logging
 import socket
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
-from .link import STREAMS, Connection, ConnectionContext
+from .link import DOWNSTREAM, STREAMS, UPSTREAM, Connection, ConnectionContext
 from .metrics import Metrics
 from .pump import native
 from .toxics import BadAttributes, Toxic, toxic_type
@@ -215,7 +216,7 @@ class Proxy:
         self._serial = 0
         # With the compiled data path (pump.py): the listening socket, kept here, and the pump's handle
         # while the pump serves it (no toxic), else None (Python accepts on it).
-        self._pump = native() if not self.metrics.proxy_metrics else None
+        self._pump = native()
         self._sock: socket.socket | None = None
         self._pumped: int | None = None
         self._python_accepts = False
@@ -302,6 +303,8 @@ class Proxy:
                 host, port = split_host_port(self.upstream, "upstream")
                 self._pump_serial = self._serial
                 self._pumped = self._pump.listen(self._sock.fileno(), host, port)
+                if self.metrics.proxy_metrics:
+                    self.metrics.add_live(self, partial(self._pumped_counts, self._pumped))
         elif not self._python_accepts:
             self._unserve(drop=False)
             self.loop.add_reader(self._sock.fileno(), self._accept_ready)
@@ -317,15 +320,33 @@ class Proxy:
             return
         pumped, self._pumped = self._pumped, None
         if drop:
-            self._serial = self._pump_serial + self._pump.drop(pumped)
+            accepted, counts = self._pump.drop(pumped)
+            self._serial = self._pump_serial + accepted
+            self._fold_counts(counts)
             return
         # Each connection keeps the serial it would have had from Python's accept (toxics' random streams).
-        accepted, handed = self._pump.detach(pumped)
+        accepted, handed, counts = self._pump.detach(pumped)
+        self._fold_counts(counts)
         for serial, client_fd, server_fd, to_server, to_client in sorted(handed):
             client = socket.socket(fileno=client_fd)
             server = socket.socket(fileno=server_fd) if server_fd >= 0 else None
             self._adopt(self._pump_serial + serial, client, server, to_server, to_client)
         self._serial = self._pump_serial + accepted
+
+    def _pumped_counts(self, pumped: int) -> dict[tuple[str, str, str, str], list[int]]:
+        up_received, up_sent, down_received, down_sent = self._pump.counters(pumped)  # type: ignore[union-attr]
+        return {(UPSTREAM, self.name, self.listen, self.upstream): [up_received, up_sent],
+                (DOWNSTREAM, self.name, self.listen, self.upstream): [down_received, down_sent]}
+
+    def _fold_counts(self, counts: tuple[int, int, int, int]) -> None:
+        """The pump's final counts join the ones Python's links keep (-proxy-metrics)."""
+        if not self.metrics.proxy_metrics:
+            return
+        self.metrics.remove_live(self)
+        for stream, received, sent in ((UPSTREAM, *counts[:2]), (DOWNSTREAM, *counts[2:])):
+            totals = self.metrics.counters((stream, self.name, self.listen, self.upstream))
+            totals[0] += received
+            totals[1] += sent
 
     def _accept_ready(self) -> None:
         assert self._sock is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import sys
 import threading
@@ -20,6 +21,7 @@ import requests
 
 import faults.toxiproxy
 from faults.toxiproxy import pump
+from faults.toxiproxy.metrics import Metrics
 from faults.toxiproxy.server import ServerThread, serve_in_thread
 
 BUILT = importlib.util.find_spec("faults.toxiproxy._pump") is not None
@@ -293,3 +295,32 @@ def test_connections_moved_back_and_forth_mid_transfer_lose_and_reorder_nothing(
         echo_server.close()
     assert not failures, failures
     assert toggles >= 2
+
+
+def test_proxy_metrics_count_each_byte_once_across_the_handover(native: None, upstream: Upstream) -> None:
+    with serve_in_thread(seed=3, metrics=Metrics(proxy_metrics=True)) as running:
+        port = make_proxy(running, upstream)
+        proxy = running.server.proxies.get("p")  # type: ignore[union-attr]
+
+        def counted() -> dict[str, int]:
+            text = requests.get(f"{running.url}/metrics", timeout=3).text
+            return {f"{name}/{direction}": int(value) for name, direction, value in re.findall(
+                r'^toxiproxy_proxy_(received|sent)_bytes_total\{direction="(\w+)",.*\} (\d+)$', text, re.M)}
+
+        def expect(total: int) -> None:
+            want = {f"{name}/{direction}": total for name in ("received", "sent")
+                    for direction in ("upstream", "downstream")}
+            wait_until(lambda: counted() == want, 3, f"{want} in /metrics (last {counted()})")
+
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            echo(sock, b"12345")
+            assert proxy._pumped is not None
+            expect(5)  # live from the pump
+            assert requests.post(f"{running.url}/proxies/p/toxics", timeout=3,
+                                 json={"type": "noop", "name": "n"}).status_code == 200
+            echo(sock, b"1234567")
+            expect(12)  # the pump's final counts plus Python's
+            assert requests.delete(f"{running.url}/proxies/p/toxics/n", timeout=3).status_code == 204
+            with socket.create_connection(("127.0.0.1", port), timeout=3) as second:
+                echo(second, b"123")
+                expect(15)

@@ -46,13 +46,16 @@ struct Listener {
     paused_until: Option<Instant>,
 }
 
-/// One direction: bytes read from its source not yet written to its destination, and its end.
+/// One direction: bytes read from its source not yet written to its destination, its end, and its
+/// byte counts (GET /metrics: Toxiproxy's received and sent bytes per direction).
 #[derive(Default)]
 struct Dir {
     pending: Vec<u8>,
     offset: usize,
     eof: bool,
     done: bool,
+    received: u64,
+    sent: u64,
 }
 
 impl Dir {
@@ -94,6 +97,18 @@ struct State {
     conns: HashMap<u64, Conn>,
     next_id: u64,
     resolved: Vec<(u64, io::Result<Vec<SocketAddr>>)>,
+    /// Per proxy handle: the byte counts of its connections that ended or were handed back
+    /// (upstream received, upstream sent, downstream received, downstream sent).
+    totals: HashMap<u64, Counts>,
+}
+
+type Counts = [u64; 4];
+
+fn add_counts(totals: &mut Counts, conn: &Conn) {
+    totals[0] += conn.up.received;
+    totals[1] += conn.up.sent;
+    totals[2] += conn.down.received;
+    totals[3] += conn.down.sent;
 }
 
 struct Pump {
@@ -127,7 +142,7 @@ impl Pump {
         let pump = Arc::new(Pump {
             epfd,
             wake,
-            state: Mutex::new(State { listeners: HashMap::new(), conns: HashMap::new(), next_id: 1, resolved: vec![] }),
+            state: Mutex::new(State { listeners: HashMap::new(), conns: HashMap::new(), next_id: 1, resolved: vec![], totals: HashMap::new() }),
         });
         pump.ctl(libc::EPOLL_CTL_ADD, wake, libc::EPOLLIN as u32, WAKE);
         let runner = pump.clone();
@@ -388,6 +403,7 @@ impl Pump {
     /// Close the connection's sockets and forget it.
     fn finish(&self, state: &mut State, id: u64) {
         if let Some(conn) = state.conns.remove(&id) {
+            add_counts(state.totals.entry(conn.proxy).or_default(), &conn);
             for fd in [conn.client, conn.server] {
                 if fd >= 0 {
                     self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
@@ -426,11 +442,13 @@ fn pass(src: RawFd, dst: RawFd, dir: &mut Dir, buf: &mut [u8]) -> Flow {
         return if again() || errno() == libc::EINTR { Flow::Ok } else { Flow::SourceLost };
     }
     let n = n as usize;
+    dir.received += n as u64;
     let mut written = 0usize;
     while written < n {
         let w = unsafe { libc::write(dst, buf[written..n].as_ptr() as *const libc::c_void, n - written) };
         if w > 0 {
             written += w as usize;
+            dir.sent += w as u64;
         } else if w < 0 && errno() == libc::EINTR {
             continue;
         } else if w < 0 && again() {
@@ -458,6 +476,7 @@ fn flush(dst: RawFd, dir: &mut Dir) -> Flow {
         let w = unsafe { libc::write(dst, rest.as_ptr() as *const libc::c_void, rest.len()) };
         if w > 0 {
             dir.offset += w as usize;
+            dir.sent += w as u64;
         } else if w < 0 && errno() == libc::EINTR {
             continue;
         } else if w < 0 && again() {
@@ -577,9 +596,10 @@ type Handed<'py> = (u64, RawFd, RawFd, Bound<'py, PyBytes>, Bound<'py, PyBytes>)
 
 /// Stop pumping for a proxy and hand its connections back: (connections accepted, a list of (serial,
 /// client fd, upstream fd or -1 while it was still dialling, bytes read from the client not yet written
-/// upstream, bytes read from the upstream not yet written to the client)). The caller owns the fds.
+/// upstream, bytes read from the upstream not yet written to the client), its final byte counts as
+/// `counters` gives them). The caller owns the fds and counts what they carry from then on.
 #[pyfunction]
-fn detach<'py>(py: Python<'py>, id: u64) -> PyResult<(u64, Vec<Handed<'py>>)> {
+fn detach<'py>(py: Python<'py>, id: u64) -> PyResult<(u64, Vec<Handed<'py>>, Counts)> {
     let pump = pump()?;
     let mut state = pump.state.lock().unwrap();
     let accepted = unlisten(&pump, &mut state, id);
@@ -587,6 +607,7 @@ fn detach<'py>(py: Python<'py>, id: u64) -> PyResult<(u64, Vec<Handed<'py>>)> {
     let mut out = vec![];
     for cid in ids {
         let mut conn = state.conns.remove(&cid).unwrap();
+        add_counts(state.totals.entry(id).or_default(), &conn);
         for fd in [conn.client, conn.server] {
             if fd >= 0 {
                 pump.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
@@ -604,14 +625,14 @@ fn detach<'py>(py: Python<'py>, id: u64) -> PyResult<(u64, Vec<Handed<'py>>)> {
         let (up, down) = (conn.up.take(), conn.down.take());
         out.push((conn.serial, conn.client, conn.server, PyBytes::new(py, &up), PyBytes::new(py, &down)));
     }
-    Ok((accepted, out))
+    Ok((accepted, out, state.totals.remove(&id).unwrap_or_default()))
 }
 
-/// Stop pumping for a proxy and close its connections at once (the proxy is disabled or deleted);
-/// the number of connections it accepted.
+/// Stop pumping for a proxy and close its connections at once (the proxy is disabled or deleted):
+/// (the number of connections it accepted, its final byte counts as `counters` gives them).
 #[pyfunction]
 #[pyo3(name = "drop")]
-fn drop_proxy(id: u64) -> PyResult<u64> {
+fn drop_proxy(id: u64) -> PyResult<(u64, Counts)> {
     let pump = pump()?;
     let mut state = pump.state.lock().unwrap();
     let accepted = unlisten(&pump, &mut state, id);
@@ -619,7 +640,19 @@ fn drop_proxy(id: u64) -> PyResult<u64> {
     for cid in ids {
         pump.finish(&mut state, cid);
     }
-    Ok(accepted)
+    Ok((accepted, state.totals.remove(&id).unwrap_or_default()))
+}
+
+/// A proxy's byte counts so far: (upstream received, upstream sent, downstream received, downstream sent).
+#[pyfunction]
+fn counters(id: u64) -> PyResult<Counts> {
+    let pump = pump()?;
+    let state = pump.state.lock().unwrap();
+    let mut counts = state.totals.get(&id).copied().unwrap_or_default();
+    for conn in state.conns.values().filter(|c| c.proxy == id) {
+        add_counts(&mut counts, conn);
+    }
+    Ok(counts)
 }
 
 /// How many connections the pump holds for a proxy (for tests).
@@ -643,5 +676,6 @@ fn _pump(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(detach, m)?)?;
     m.add_function(wrap_pyfunction!(drop_proxy, m)?)?;
     m.add_function(wrap_pyfunction!(connections, m)?)?;
+    m.add_function(wrap_pyfunction!(counters, m)?)?;
     Ok(())
 }
