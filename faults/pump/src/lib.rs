@@ -11,7 +11,12 @@
 //! open connections' sockets and the bytes read but not yet written come back, and Python's links
 //! carry on with them) or `drop` (the proxy is disabled or deleted: every connection is closed).
 //! The loop blocks in epoll_wait; it wakes once a second only while a dial is in progress (for the
-//! dial timeout). It never touches a Python object, so it runs without the GIL.
+//! dial timeout) or a listener rests after an accept error (EMFILE). It never touches a Python
+//! object, so it runs without the GIL. It also counts bytes per direction for `-proxy-metrics`.
+//!
+//! Any thread may call the Python-facing functions: they take the state's mutex, which the loop
+//! holds only while it handles the events of one epoll_wait, so a socket is never removed or handed
+//! back while the loop is using it (an event for a connection already gone is ignored by its id).
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
