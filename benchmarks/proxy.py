@@ -186,19 +186,34 @@ def churn(port: int, seconds: float) -> int:
     return done
 
 
+def threads(pid: int) -> list[int]:
+    """Every thread of a process: sched_setaffinity(pid) moves only the thread whose id is the pid, so a
+    multi-threaded proxy (Go's runtime, our native pump) or the upstream's per-connection threads would
+    otherwise keep running on any CPU. Threads started later inherit their creator's affinity."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return [pid]
+
+
 def pinned(pids: dict[int, set[int]], run: Callable[[], Any]) -> Any:
-    """Run with the given CPU affinities, then give every process all CPUs back."""
+    """Run with the given CPU affinities (every thread of each process), then give them all CPUs back."""
     everything = os.sched_getaffinity(0)
     try:
         for pid, cpus in pids.items():
-            os.sched_setaffinity(pid, cpus)
+            for tid in threads(pid):
+                try:
+                    os.sched_setaffinity(tid, cpus)
+                except ProcessLookupError:  # a thread that ended meanwhile (an upstream connection's)
+                    pass
         return run()
     finally:
         for pid in pids:
-            try:
-                os.sched_setaffinity(pid, everything)
-            except OSError:
-                pass
+            for tid in threads(pid):
+                try:
+                    os.sched_setaffinity(tid, everything)
+                except OSError:
+                    pass
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -312,12 +312,15 @@ class Link:
 class Connection:
     """A client socket, the upstream socket dialled for it, and the two links between them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, context: ConnectionContext, upstream: tuple[str, int]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, context: ConnectionContext, upstream: tuple[str, int],
+                 adopted: bool = False) -> None:
         self.loop = loop
         self.context = context
         self.upstream_address = upstream
         self.client = Side(self, "client")
         self.server = Side(self, "upstream")
+        # adopted: both sockets come connected from outside asyncio (the compiled pump, see `adopt`)
+        self.adopted = adopted
         self.client.pause("dialling-upstream")
         self.up = Link(self, UPSTREAM, self.client, self.server)
         self.down = Link(self, DOWNSTREAM, self.server, self.client)
@@ -341,7 +344,8 @@ class Connection:
     # lifecycle
     def side_made(self, side: Side) -> None:
         if side is self.client:
-            self._dial = self.loop.create_task(self._dial_upstream())
+            if not self.adopted:
+                self._dial = self.loop.create_task(self._dial_upstream())
         elif self.closing:
             side.close()
         else:
@@ -358,6 +362,33 @@ class Connection:
             self.abort()
             return
         log.info("%s: accepted client, upstream %s:%s", self.describe(), host, port)
+
+    async def adopt(self, client: socket.socket, server: socket.socket | None, to_server: bytes,
+                    to_client: bytes) -> None:
+        """Carry on a connection accepted (and, given `server`, dialled) outside asyncio. `to_server` and
+        `to_client` were read from one side and not yet written to the other: they go first."""
+        # Written before either socket is made (kept in Side._early), so they precede anything read later.
+        # The pump counted them received; they are counted sent here.
+        if to_server:
+            self.server.write(to_server)
+            self.up.counts[1] += len(to_server)
+        if to_client:
+            self.client.write(to_client)
+            self.down.counts[1] += len(to_client)
+        try:
+            if server is not None:
+                await self.loop.connect_accepted_socket(lambda: self.server, server)
+            if self.closing:
+                client.close()
+                return
+            await self.loop.connect_accepted_socket(lambda: self.client, client)
+        except OSError as exc:
+            log.warning("proxy=%s conn=%s: cannot carry on a connection: %s", self.context.proxy_name,
+                        self.context.serial, exc)
+            client.close()
+            if server is not None:
+                server.close()
+            self.abort()
 
     def link_finished(self, link: Link, source_lost: bool) -> None:
         if source_lost:

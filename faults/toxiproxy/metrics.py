@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from decimal import Decimal
+from typing import Callable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECEIVED = "toxiproxy_proxy_received_bytes_total"
@@ -26,6 +26,8 @@ class Metrics:
         self.proxy_metrics = proxy_metrics
         self.runtime_metrics = runtime_metrics
         self._counters: dict[Labels, list[int]] = {}
+        # Counts kept elsewhere while they grow (the compiled pump's), read at each render, by owner.
+        self._live: dict[object, Callable[[], dict[Labels, list[int]]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -38,6 +40,24 @@ class Metrics:
             counters = self._counters[labels] = [0, 0]
         return counters
 
+    def add_live(self, owner: object, read: Callable[[], dict[Labels, list[int]]]) -> None:
+        """Counts that `read()` gives until `owner` folds them into `counters` and removes them."""
+        self._live[owner] = read
+
+    def remove_live(self, owner: object) -> None:
+        self._live.pop(owner, None)
+
+    def _all_counters(self) -> dict[Labels, list[int]]:
+        if not self._live:
+            return self._counters
+        merged = {labels: list(counts) for labels, counts in self._counters.items()}
+        for read in self._live.values():
+            for labels, (received, sent) in read().items():
+                counts = merged.setdefault(labels, [0, 0])
+                counts[0] += received
+                counts[1] += sent
+        return merged
+
     def render(self) -> str:
         lines: list[str] = []
         if self.runtime_metrics:
@@ -49,7 +69,7 @@ class Metrics:
                   'promhttp_metric_handler_errors_total{cause="gathering"} 0']
         if self.proxy_metrics:
             for name, index in ((RECEIVED, 0), (SENT, 1)):
-                samples = [(labels, counts[index]) for labels, counts in sorted(self._counters.items())
+                samples = [(labels, counts[index]) for labels, counts in sorted(self._all_counters().items())
                            if counts[index]]
                 if not samples:
                     continue
@@ -69,6 +89,7 @@ def go_float(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "0"
+    from decimal import Decimal  # only for GET /metrics: not every server needs its ~0.4 MiB
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
     text = "".join(map(str, digits))
     exp = len(text) + int(exponent) - 1

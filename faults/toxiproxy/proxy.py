@@ -11,10 +11,12 @@ import errno
 import logging
 import socket
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
-from .link import STREAMS, Connection, ConnectionContext
+from .link import DOWNSTREAM, STREAMS, UPSTREAM, Connection, ConnectionContext
 from .metrics import Metrics
+from .pump import native
 from .toxics import BadAttributes, Toxic, toxic_type
 
 log = logging.getLogger("toxiproxy")
@@ -212,6 +214,13 @@ class Proxy:
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._serial = 0
+        # With the compiled data path (pump.py): the listening socket, kept here, and the pump's handle
+        # while the pump serves it (no toxic), else None (Python accepts on it).
+        self._pump = native()
+        self._sock: socket.socket | None = None
+        self._pumped: int | None = None
+        self._python_accepts = False
+        self._pump_serial = 0  # self._serial when the pump took the listener (it counts on from there)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "listen": self.listen, "upstream": self.upstream, "enabled": self.enabled,
@@ -228,7 +237,11 @@ class Proxy:
         except OSError as exc:
             # Go's words: "listen tcp 127.0.0.1:3310: bind: address already in use"
             raise ApiError(500, f"listen tcp {address}: bind: {go_errno_text(exc)}") from None
-        self._server = await self.loop.create_server(self._accept, sock=sock)
+        if self._pump is not None:
+            self._sock = sock
+            self._serve()
+        else:
+            self._server = await self.loop.create_server(self._accept, sock=sock)
         bound_host, bound_port = sock.getsockname()[:2]
         # What Go's listener.Addr() answers: a wildcard listens on both stacks and reads "[::]:N".
         self.listen = join_host_port(bound_host, bound_port)
@@ -242,6 +255,10 @@ class Proxy:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._sock is not None:
+            self._unserve(drop=True)
+            self._sock.close()
+            self._sock = None
         for connection in list(self.connections):
             connection.abort()
         log.info("proxy=%s: stopped, listen=%s upstream=%s", self.name, self.listen, self.upstream)
@@ -260,17 +277,106 @@ class Proxy:
 
     def _accept(self) -> asyncio.Protocol:
         self._serial += 1
-        listen, upstream, metrics = self.listen, self.upstream, self.metrics
-        context = ConnectionContext(self.name, self._serial, self.seed, self.toxics.for_stream,
-                                    self.connections.discard,
-                                    lambda stream: metrics.counters((stream, self.name, listen, upstream)))
-        connection = Connection(self.loop, context, split_host_port(self.upstream, "upstream"))
+        connection = Connection(self.loop, self._context(self._serial), split_host_port(self.upstream, "upstream"))
         self.connections.add(connection)
         return connection.client
 
+    def _context(self, serial: int) -> ConnectionContext:
+        listen, upstream, metrics = self.listen, self.upstream, self.metrics
+        return ConnectionContext(self.name, serial, self.seed, self.toxics.for_stream,
+                                 self.connections.discard,
+                                 lambda stream: metrics.counters((stream, self.name, listen, upstream)))
+
     def _toxics_changed(self, stream: str) -> None:
+        if self._sock is not None:
+            self._serve()  # the first toxic takes the pump's connections back; the last one gives it the listener
         for connection in list(self.connections):
             connection.sync_toxics(stream)
+
+    # the compiled data path (pump.py)
+    def _serve(self) -> None:
+        """Serve the listening socket from the pump while the proxy has no toxic, else from Python."""
+        assert self._pump is not None and self._sock is not None
+        if not self.toxics.all():
+            if self._pumped is None:
+                self._unserve(drop=False)
+                host, port = split_host_port(self.upstream, "upstream")
+                self._pump_serial = self._serial
+                self._pumped = self._pump.listen(self._sock.fileno(), host, port)
+                if self.metrics.proxy_metrics:
+                    self.metrics.add_live(self, partial(self._pumped_counts, self._pumped))
+        elif not self._python_accepts:
+            self._unserve(drop=False)
+            self.loop.add_reader(self._sock.fileno(), self._accept_ready)
+            self._python_accepts = True
+
+    def _unserve(self, drop: bool) -> None:
+        """Take the listener back from the pump: its connections are closed (`drop`) or adopted by Python."""
+        assert self._pump is not None and self._sock is not None
+        if self._python_accepts:
+            self.loop.remove_reader(self._sock.fileno())
+            self._python_accepts = False
+        if self._pumped is None:
+            return
+        pumped, self._pumped = self._pumped, None
+        if drop:
+            accepted, counts = self._pump.drop(pumped)
+            self._serial = self._pump_serial + accepted
+            self._fold_counts(counts)
+            return
+        # Each connection keeps the serial it would have had from Python's accept (toxics' random streams).
+        accepted, handed, counts = self._pump.detach(pumped)
+        self._fold_counts(counts)
+        for serial, client_fd, server_fd, to_server, to_client in sorted(handed):
+            client = socket.socket(fileno=client_fd)
+            server = socket.socket(fileno=server_fd) if server_fd >= 0 else None
+            self._adopt(self._pump_serial + serial, client, server, to_server, to_client)
+        self._serial = self._pump_serial + accepted
+
+    def _pumped_counts(self, pumped: int) -> dict[tuple[str, str, str, str], list[int]]:
+        up_received, up_sent, down_received, down_sent = self._pump.counters(pumped)  # type: ignore[union-attr]
+        return {(UPSTREAM, self.name, self.listen, self.upstream): [up_received, up_sent],
+                (DOWNSTREAM, self.name, self.listen, self.upstream): [down_received, down_sent]}
+
+    def _fold_counts(self, counts: tuple[int, int, int, int]) -> None:
+        """The pump's final counts join the ones Python's links keep (-proxy-metrics)."""
+        if not self.metrics.proxy_metrics:
+            return
+        self.metrics.remove_live(self)
+        for stream, received, sent in ((UPSTREAM, *counts[:2]), (DOWNSTREAM, *counts[2:])):
+            totals = self.metrics.counters((stream, self.name, self.listen, self.upstream))
+            totals[0] += received
+            totals[1] += sent
+
+    def _accept_ready(self) -> None:
+        assert self._sock is not None
+        for _ in range(64):
+            try:
+                client, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: as asyncio's own server, wait a second before trying again
+                log.warning("proxy=%s: accept failed: %s", self.name, exc)
+                self.loop.remove_reader(self._sock.fileno())
+                self.loop.call_later(1.0, self._accept_again, self._sock)
+                return
+            self._serial += 1
+            self._adopt(self._serial, client, None, b"", b"")
+
+    def _accept_again(self, sock: socket.socket) -> None:
+        if self._sock is sock and self._python_accepts:
+            self.loop.add_reader(sock.fileno(), self._accept_ready)
+
+    def _adopt(self, serial: int, client: socket.socket, server: socket.socket | None, to_server: bytes,
+               to_client: bytes) -> None:
+        """A connection accepted outside asyncio (by the pump, or `_accept_ready`), dialled already or not."""
+        client.setblocking(False)
+        if server is not None:
+            server.setblocking(False)
+        connection = Connection(self.loop, self._context(serial), split_host_port(self.upstream, "upstream"),
+                                adopted=server is not None)
+        self.connections.add(connection)
+        self.loop.create_task(connection.adopt(client, server, to_server, to_client))
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
