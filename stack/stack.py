@@ -159,8 +159,6 @@ class Stack:
             cleanup.remove_run(self.client, run, None if quiet else self.progress)
         self.containers.clear()
         self.network = None
-        if self._transport is not None:
-            self._transport.close()
 
     # ------------------------------------------------------------------ the network and node addresses
     def _create_network(self):

@@ -24,6 +24,7 @@ but the ports it publishes on its own 127.0.0.1 are not, and the harness will no
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -109,7 +110,8 @@ def _free_local_port() -> int:
 
 class SshTunnels:
     """Local forwards through one ssh master connection to a remote Docker host; made on first use, and
-    made again (with every forward) if the master went away."""
+    made again if the master went away (the Docker socket at once, at the same path; each port forward
+    when it is next asked for)."""
 
     remote = True
 
@@ -123,7 +125,7 @@ class SshTunnels:
         self._master: subprocess.Popen | None = None
         self._dir: str | None = None
         self._forwards: dict[tuple[str, int], int] = {}
-        self._socket_forwarded = False
+        self._socket_wanted = False  # a Docker client uses the forwarded socket: keep it across masters
 
     # ------------------------------------------------------------------ ssh commands
     def _base(self) -> list[str]:
@@ -138,20 +140,28 @@ class SshTunnels:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def _start_master(self) -> None:
+        """A new master (the last one is gone), and the Docker socket's forward again at the same local
+        path, so that a Docker client made before still reaches the host. Port forwards are made again
+        as they are asked for (their local ports change)."""
         self._stop_master()
-        # A short path: a unix socket's path must fit in 108 bytes.
-        self._dir = tempfile.mkdtemp(prefix="chaos-ssh-", dir="/tmp")
-        log = open(os.path.join(self._dir, "master.log"), "w")
-        with log:
+        if self._dir is None:  # one folder for the transport's life; a unix socket's path fits in 108 bytes
+            self._dir = tempfile.mkdtemp(prefix="chaos-ssh-", dir="/tmp")
+        for stale in ("ctl", "docker.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self._dir, stale))
+        with open(os.path.join(self._dir, "master.log"), "w") as log:
             self._master = subprocess.Popen(
                 ["sh", "-c", WATCHDOG, "chaos-ssh-watchdog", str(os.getpid()),
-                 *self._base(), "-M", "-N", "-o", "ControlPersist=no", "--", self.destination],
+                 *self._base(), "-M", "-N", "-o", "ControlPersist=no", "-o", "StreamLocalBindUnlink=yes",
+                 "--", self.destination],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + MASTER_READY_S
         while time.monotonic() < deadline:
             if self._master.poll() is not None:
                 break
             if self._control("-O", "check").returncode == 0:
+                if self._socket_wanted:
+                    self._forward_socket()
                 return
             time.sleep(0.1)
         detail = self._master_log()
@@ -169,7 +179,6 @@ class SshTunnels:
     def _stop_master(self) -> None:
         master, self._master = self._master, None
         self._forwards.clear()
-        self._socket_forwarded = False
         if master is not None and master.poll() is None:
             master.terminate()
             try:
@@ -177,29 +186,32 @@ class SshTunnels:
             except subprocess.TimeoutExpired:
                 master.kill()
                 master.wait()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
     def _ensure_master(self) -> None:
         if self._master is None or self._master.poll() is not None:
             self._start_master()
 
+    def _socket_path(self) -> str:
+        assert self._dir is not None
+        return os.path.join(self._dir, "docker.sock")
+
+    def _forward_socket(self) -> None:
+        done = self._control("-O", "forward", "-L", f"{self._socket_path()}:{self.remote_socket}")
+        if done.returncode != 0:
+            raise HarnessError(f"ssh to {self.destination} would not forward its Docker socket "
+                               f"{self.remote_socket}: {' '.join(done.stderr.split())[-300:]}")
+
     # ------------------------------------------------------------------ the interface
     def docker_socket(self) -> str:
         """unix:// URL of a local socket that reaches the host's Docker socket."""
         with self._lock:
-            self._ensure_master()
-            assert self._dir is not None
-            local = os.path.join(self._dir, "docker.sock")
-            if not self._socket_forwarded:
-                done = self._control("-o", "StreamLocalBindUnlink=yes", "-O", "forward",
-                                     "-L", f"{local}:{self.remote_socket}")
-                if done.returncode != 0:
-                    raise HarnessError(f"ssh to {self.destination} would not forward its Docker socket "
-                                       f"{self.remote_socket}: {' '.join(done.stderr.split())[-300:]}")
-                self._socket_forwarded = True
-            return f"unix://{local}"
+            if self._master is None or self._master.poll() is not None:
+                self._socket_wanted = True
+                self._start_master()  # forwards it
+            elif not self._socket_wanted:
+                self._forward_socket()
+                self._socket_wanted = True
+            return f"unix://{self._socket_path()}"
 
     def reach(self, address: str, port: int) -> tuple[str, int]:
         """A local (host, port) that reaches `address:port` as the Docker host sees it."""
@@ -220,13 +232,16 @@ class SshTunnels:
                                f"on the Docker host: {problem}")
 
     def close(self) -> None:
+        """End the master and its forwards, and remove the folder of its sockets."""
         with self._lock:
-            if self._master is not None and self._master.poll() is None and self._dir is not None:
-                try:
+            if self._master is not None and self._master.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
                     self._control("-O", "exit", timeout=5)
-                except (subprocess.TimeoutExpired, OSError):
-                    pass
             self._stop_master()
+            self._socket_wanted = False
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
 
 
 _shared: dict[str, SshTunnels] = {}

@@ -141,7 +141,10 @@ def test_a_host_that_refuses_ssh_is_one_clear_error(tmp_path, monkeypatch):
     tunnels = transport.for_docker_host("ssh://me@far")
     with pytest.raises(HarnessError, match=r"ssh to me@far .* did not connect: Permission denied \(publickey\)"):
         tunnels.reach("127.0.0.1", 1000)
-    assert tunnels._dir is None  # nothing left in /tmp
+    assert tunnels._master is None
+    folder = tunnels._dir
+    tunnels.close()
+    assert folder and not os.path.exists(folder)  # nothing left in /tmp
 
 
 
@@ -172,3 +175,22 @@ def test_one_transport_per_ssh_host_in_a_process(tmp_path, monkeypatch):
         assert transport.for_docker_host("ssh://me@far") is not transport.for_docker_host("ssh://me@near")
     finally:
         transport.close_all()
+
+
+def test_a_new_master_forwards_the_docker_socket_again_at_the_same_path(tmp_path, monkeypatch):
+    """A Docker client made before the master went away keeps its base URL: the new master forwards the
+    host's socket to the same local path at once, before anyone asks for a port."""
+    log = fake_ssh(tmp_path, monkeypatch)
+    tunnels = transport.SshTunnels("ssh://me@far")
+    try:
+        url = tunnels.docker_socket()
+        tunnels._master.kill()
+        tunnels._master.wait()
+        tunnels.reach("127.0.0.1", 1000)
+        assert tunnels.docker_socket() == url
+        sockets = [l for l in log.read_text().splitlines() if "-O forward" in l and "docker.sock" in l]
+        assert len(sockets) == 2 and all(f"{url.removeprefix('unix://')}:/var/run/docker.sock" in l for l in sockets)
+        masters = [l for l in log.read_text().splitlines() if " -M " in f" {l} "]
+        assert all("StreamLocalBindUnlink=yes" in m for m in masters)  # the old socket file is replaced
+    finally:
+        tunnels.close()
