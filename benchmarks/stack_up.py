@@ -3,6 +3,11 @@
     python benchmarks/stack_up.py [--skip-cold] [--topologies default,small] [--repeat 1]
 
 Targets (issue 2): default topology up from cached images < 30 s; cached check < 2 s; cold build < 5 min.
+Issue 17 asks for the default topology up in < 20 s.
+
+Per topology it also reports the CPU seconds the run's containers had used when `up` returned (`cpu_s`,
+by role in `cpu_by_role_s`, from each container's cgroup counter), and `cpu_floor_s`, that divided by this
+machine's CPUs: no ordering of the same work brings the stack up faster than that on this machine.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ from stack.stack import Stack  # noqa: E402
 
 def quiet(_line: str) -> None:
     pass
+
+
+def container_cpu_s(stack: Stack) -> dict[str, float]:
+    """CPU seconds each role's containers have used since they started (their cgroup's counter)."""
+    by_role: dict[str, float] = {}
+    for node in stack.topology.nodes:
+        stats = stack.container(node.name).stats(stream=False, one_shot=True)
+        used = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+        by_role[node.role] = by_role.get(node.role, 0.0) + used
+    return by_role
 
 
 def main() -> int:
@@ -50,17 +65,22 @@ def main() -> int:
     result["cached_check_s"] = round(statistics.median(checks), 3)
     result["topologies"] = {}
     for name in args.topologies.split(","):
-        ups, downs = [], []
+        ups, downs, cpu = [], [], []
         for _ in range(args.repeat):
             stack = Stack(name, progress=quiet, with_services=not args.no_services)
             started = time.monotonic()
             stack.up()
             ups.append(time.monotonic() - started)
+            cpu.append(container_cpu_s(stack))
             started = time.monotonic()
             stack.down(quiet=True)
             downs.append(time.monotonic() - started)
         result["topologies"][name] = {"nodes": len(stack.topology.nodes), "services": not args.no_services,
-                                      "up_s": [round(u, 1) for u in ups], "down_s": [round(d, 1) for d in downs]}
+                                      "up_s": [round(u, 1) for u in ups], "down_s": [round(d, 1) for d in downs],
+                                      "cpu_s": [round(sum(c.values()), 1) for c in cpu],
+                                      "cpu_floor_s": [round(sum(c.values()) / (os.cpu_count() or 1), 1) for c in cpu],
+                                      "cpu_by_role_s": {role: round(statistics.median(c.get(role, 0.0) for c in cpu), 1)
+                                                        for role in sorted({r for c in cpu for r in c})}}
     print(json.dumps(result, indent=2))
     return 0
 
