@@ -95,11 +95,13 @@ class Local:
 
 
 # Runs the ssh master as its child and stops it once the owner (this process) is gone, however it went:
-# a SIGKILLed harness must not leave its master behind. (PR_SET_PDEATHSIG would fire when the *thread*
-# that started the master ends, and any thread may be the first to reach the host.)
-WATCHDOG = ('owner=$1; shift; "$@" & child=$!; trap \'kill $child 2>/dev/null; exit 0\' TERM INT HUP; '
+# a SIGKILLed harness must not leave its master behind, nor its folder of sockets (which the watchdog
+# removes only when the owner is gone: a live owner may be starting a new master in it). PR_SET_PDEATHSIG
+# would fire when the *thread* that started the master ends, and any thread may be the first to reach
+# the host. Arguments: owner pid, folder, then the ssh command.
+WATCHDOG = ('owner=$1; dir=$2; shift 2; "$@" & child=$!; trap \'kill $child 2>/dev/null; exit 0\' TERM INT HUP; '
             'while kill -0 "$owner" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; '
-            'kill $child 2>/dev/null; wait $child')
+            'kill $child 2>/dev/null; wait $child; kill -0 "$owner" 2>/dev/null || rm -rf "$dir"')
 
 
 def _free_local_port() -> int:
@@ -151,7 +153,7 @@ class SshTunnels:
                 os.unlink(os.path.join(self._dir, stale))
         with open(os.path.join(self._dir, "master.log"), "w") as log:
             self._master = subprocess.Popen(
-                ["sh", "-c", WATCHDOG, "chaos-ssh-watchdog", str(os.getpid()),
+                ["sh", "-c", WATCHDOG, "chaos-ssh-watchdog", str(os.getpid()), self._dir,
                  *self._base(), "-M", "-N", "-o", "ControlPersist=no", "-o", "StreamLocalBindUnlink=yes",
                  "--", self.destination],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)

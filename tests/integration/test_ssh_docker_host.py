@@ -157,7 +157,7 @@ def test_a_suite_on_a_docker_host_over_ssh_reaches_nodes_only_through_tunnels(tm
     command = ["ip", "netns", "exec", netns, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                "--chaos-topology", "small", "--chaos-report-dir", str(tmp_path / "reports"),
                "--rootdir", str(tmp_path), str(tmp_path / "test_child.py")]
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time() - 1
     child = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     output = child.stdout + child.stderr
     assert child.returncode == 0, output[-4000:]
@@ -166,3 +166,5 @@ def test_a_suite_on_a_docker_host_over_ssh_reaches_nodes_only_through_tunnels(tm
     print(output[output.find("chaos runs"):][:1500])
     assert runs_on(None, ns) == set(), f"{ns} left on the daemon"
     wait_for("the suite's ssh masters to end", lambda: not ssh_masters(docker_host), 15)
+    wait_for("the suite's folders of ssh sockets to go", lambda: not [
+        p for p in Path("/tmp").glob("chaos-ssh-*") if p.stat().st_mtime >= wall_started], 15)

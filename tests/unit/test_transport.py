@@ -113,10 +113,15 @@ def test_the_master_ends_when_its_owner_is_killed(tmp_path, monkeypatch):
     try:
         assert owner.stdout.readline().startswith("('127.0.0.1',")
         pid = int((tmp_path / "master.pid").read_text())
-        assert not master_gone(pid, 0.3)
+        folder = next(l for l in (tmp_path / "ssh.log").read_text().split() if "/chaos-ssh-" in l).rsplit("/", 1)[0]
+        assert not master_gone(pid, 0.3) and os.path.isdir(folder)
         owner.kill()
         owner.wait()
         assert master_gone(pid, 5.0), "the ssh master outlived its SIGKILLed owner"
+        deadline = time.monotonic() + 5
+        while os.path.exists(folder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(folder), "the folder of the SIGKILLed owner's sockets was left in /tmp"
     finally:
         owner.kill()
 
