@@ -41,15 +41,18 @@ REFUSED = (
 def definition(target: str, base_dir: str, where: str) -> DockerContainer:
     """`module:attribute`, the module looked up beside the stack file first: a DockerContainer, or a
     function of no arguments that returns one (so a definition can be made afresh for each use)."""
-    try:
-        value = load_attribute(target, base_dir)
-    except HarnessError as exc:
-        raise HarnessError(f"{where}: {exc}") from None
-    if callable(value) and not isinstance(value, DockerContainer):
+    from stack.transport import sdk_reachable_docker_host
+
+    with sdk_reachable_docker_host():  # making a DockerContainer asks the daemon (over ssh: our socket)
         try:
-            value = value()
-        except Exception as exc:
-            raise HarnessError(f"{where}: {target}() failed: {type(exc).__name__}: {exc}") from None
+            value = load_attribute(target, base_dir)
+        except HarnessError as exc:
+            raise HarnessError(f"{where}: {exc}") from None
+        if callable(value) and not isinstance(value, DockerContainer):
+            try:
+                value = value()
+            except Exception as exc:
+                raise HarnessError(f"{where}: {target}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(value, DockerContainer):
         raise HarnessError(f"{where}: {target} is a {type(value).__name__}, not a testcontainers DockerContainer "
                            "or a function returning one")

@@ -264,6 +264,22 @@ def for_docker_host(host: str | None = None) -> Local | SshTunnels:
         return _shared[host]
 
 
+@contextlib.contextmanager
+def sdk_reachable_docker_host():
+    """While inside: DOCKER_HOST as a library that makes its own Docker client can use it (testcontainers
+    asks the daemon for its API version when a DockerContainer is made, and the Docker SDK's ssh
+    transport needs paramiko): over ssh, our forwarded socket; otherwise untouched."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not is_ssh(host):
+        yield
+        return
+    os.environ["DOCKER_HOST"] = for_docker_host(host).docker_socket()
+    try:
+        yield
+    finally:
+        os.environ["DOCKER_HOST"] = host
+
+
 def close_all() -> None:
     with _shared_lock:
         tunnels = list(_shared.values())

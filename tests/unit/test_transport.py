@@ -199,3 +199,18 @@ def test_a_new_master_forwards_the_docker_socket_again_at_the_same_path(tmp_path
         assert all("StreamLocalBindUnlink=yes" in m for m in masters)  # the old socket file is replaced
     finally:
         tunnels.close()
+
+
+def test_libraries_with_their_own_docker_client_see_the_forwarded_socket_meanwhile(tmp_path, monkeypatch):
+    fake_ssh(tmp_path, monkeypatch)
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@far")
+    try:
+        with transport.sdk_reachable_docker_host():
+            inside = os.environ["DOCKER_HOST"]
+        assert inside == transport.for_docker_host("ssh://me@far").docker_socket()
+        assert os.environ["DOCKER_HOST"] == "ssh://me@far"
+        monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+        with transport.sdk_reachable_docker_host():
+            assert os.environ["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    finally:
+        transport.close_all()
