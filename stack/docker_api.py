@@ -18,6 +18,7 @@ def docker_client(timeout: int = 120):
     try:
         if is_ssh(where):  # the host's socket, forwarded here by our ssh master (stack/transport.py)
             client = docker.DockerClient(base_url=for_docker_host(where).docker_socket(), timeout=timeout)
+            client.api.__class__ = _draining_api_client_class()
         else:
             client = docker.from_env(timeout=timeout)
         client.ping()
@@ -26,6 +27,41 @@ def docker_client(timeout: int = 120):
         raise HarnessError(f"Docker daemon not reachable at {where}: is it running, and may this user use it? "
                            f"({detail})") from None
     return client
+
+
+class DrainingSocket:
+    """A hijacked stream (an exec's or an attach's output) read through the HTTP response's buffer first.
+
+    The Docker SDK reads the response's headers through a buffered reader, then reads the stream from the
+    socket beneath it: bytes that arrived with the headers, already in the buffer, are skipped. From a
+    local daemon the output comes after the headers and nothing is lost; through an ssh-forwarded socket
+    the two arrive together, and an exec's output was lost (17 of 300 `echo OK` execs came back empty
+    with exit code 0; none of 600 locally)."""
+
+    def __init__(self, reader, sock) -> None:
+        self._reader = reader  # the response's BufferedReader, over `sock`
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self._reader.read1(size)  # what is buffered first, then one read of the socket
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def _draining_api_client_class():
+    import docker
+
+    class DrainingAPIClient(docker.APIClient):
+        def _get_raw_response_socket(self, response):
+            sock = super()._get_raw_response_socket(response)
+            reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
+            return DrainingSocket(reader, sock) if hasattr(reader, "read1") else sock
+
+    return DrainingAPIClient
 
 
 def read_file(container, path: str) -> bytes:

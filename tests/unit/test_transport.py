@@ -214,3 +214,30 @@ def test_libraries_with_their_own_docker_client_see_the_forwarded_socket_meanwhi
             assert os.environ["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     finally:
         transport.close_all()
+
+
+def test_a_hijacked_stream_is_read_through_the_response_buffer_first():
+    """Headers and output that arrive together (as through an ssh-forwarded socket): the output is already
+    in the reader's buffer once the headers are read, and the socket beneath it has nothing left."""
+    import io
+    import socket as pysocket
+
+    from stack.docker_api import DrainingSocket
+
+    ours, theirs = pysocket.socketpair()
+    try:
+        theirs.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x03OK\n")
+        theirs.close()
+        raw = ours.makefile("rb", buffering=0)
+        reader = io.BufferedReader(raw, 8192)
+        while reader.readline() not in (b"\r\n", b""):
+            pass  # the headers, as http.client reads them
+        assert raw.read(64) == b""  # what the SDK read: the output was skipped
+        draining = DrainingSocket(reader, raw)
+        data = b""
+        while chunk := draining.recv(5):
+            data += chunk
+        assert data == b"\x01\x00\x00\x00\x00\x00\x00\x03OK\n"  # the frame, whole, then EOF
+        assert draining.fileno() == raw.fileno()
+    finally:
+        ours.close()
