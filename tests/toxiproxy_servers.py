@@ -2,7 +2,8 @@
 `toxiproxy-server` when the TOXIPROXY_SERVER environment variable names its binary.
 
 A test module parametrizes its server fixture with `SERVERS` and calls `running_server(kind)` from it.
-A real server is started per test on a free port and stopped by its pid.
+A real server is started per test on a free port and stopped by its pid. Beside them, what the proxy tests
+share: an echoing upstream, a round trip through a proxy and a wait with a deadline.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
-from typing import Iterator
+from typing import Callable, Iterator
 
 from faults.toxiproxy.server import serve_in_thread
 
@@ -55,3 +57,51 @@ def running_server(kind: str, seed: int = 1) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class Echo:
+    """An upstream that echoes every byte back, one thread per connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+
+def round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:
+    started = time.monotonic()
+    sock.sendall(payload)
+    received = b""
+    while len(received) < len(payload):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed during a round trip"
+        received += chunk
+    assert received == payload
+    return time.monotonic() - started
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+    give_up = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"waited {deadline_s}s for {what}")
+        time.sleep(0.01)

@@ -18,35 +18,7 @@ import requests
 
 from faults.toxiproxy.metrics import Metrics, go_float
 from faults.toxiproxy.server import parse_args, serve_in_thread
-from tests.toxiproxy_servers import SERVERS, running_server
-
-
-class Echo:
-    """An upstream that echoes every byte back, one thread per connection."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            try:
-                while data := conn.recv(65536):
-                    conn.sendall(data)
-            except OSError:
-                pass
+from tests.toxiproxy_servers import SERVERS, Echo, running_server
 
 
 @pytest.fixture(scope="module")

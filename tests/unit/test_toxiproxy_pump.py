@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -23,6 +23,7 @@ import faults.toxiproxy
 from faults.toxiproxy import pump
 from faults.toxiproxy.metrics import Metrics
 from faults.toxiproxy.server import ServerThread, serve_in_thread
+from tests.toxiproxy_servers import Echo, round_trip, wait_until
 
 BUILT = importlib.util.find_spec("faults.toxiproxy._pump") is not None
 
@@ -105,45 +106,25 @@ def make_proxy(server: ServerThread, upstream: Upstream) -> int:
     return int(response.json()["listen"].rsplit(":", 1)[1])
 
 
-def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"waited {deadline_s}s for {what}")
-        time.sleep(0.01)
-
-
-def echo(sock: socket.socket, payload: bytes = b"ping") -> float:
-    started = time.monotonic()
-    sock.sendall(payload)
-    got = b""
-    while len(got) < len(payload):
-        chunk = sock.recv(100)
-        assert chunk, "closed during a round trip"
-        got += chunk
-    assert got == payload
-    return time.monotonic() - started
-
-
 def test_the_pump_carries_a_proxy_without_toxics_and_hands_it_over_for_one(server: ServerThread,
                                                                             upstream: Upstream) -> None:
     port = make_proxy(server, upstream)
     proxy = server.server.proxies.get("p")  # type: ignore[union-attr]
     from faults.toxiproxy import _pump
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-        echo(sock)
+        round_trip(sock)
         assert proxy._pumped is not None and _pump.connections(proxy._pumped) == 1 and not proxy.connections
         response = requests.post(f"{server.url}/proxies/p/toxics", timeout=3,
                                  json={"type": "latency", "attributes": {"latency": 150}})
         assert response.status_code == 200, response.text
-        assert echo(sock) >= 0.14  # the same connection, now through Python's links
+        assert round_trip(sock) >= 0.14  # the same connection, now through Python's links
         assert proxy._pumped is None and len(proxy.connections) == 1
         assert [c.context.serial for c in proxy.connections] == [1]  # the serial Python would have given it
         assert requests.delete(f"{server.url}/proxies/p/toxics/latency_downstream", timeout=3).status_code == 204
-        assert echo(sock) < 0.14
+        assert round_trip(sock) < 0.14
         assert proxy._pumped is not None  # the listener is the pump's again; this connection stays in Python
         with socket.create_connection(("127.0.0.1", port), timeout=3) as second:
-            echo(second)
+            round_trip(second)
             assert _pump.connections(proxy._pumped) == 1
 
 
@@ -171,11 +152,11 @@ def test_a_half_close_passes_through_the_pump_and_disabling_closes_its_connectio
                                                                                    upstream: Upstream) -> None:
     port = make_proxy(server, upstream)
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-        echo(sock, b"x" * 10)
+        round_trip(sock, b"x" * 10)
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(100) == b"<eof>"
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-        echo(sock)
+        round_trip(sock)
         assert requests.post(f"{server.url}/proxies/p", json={"enabled": False}, timeout=3).status_code == 200
         try:
             assert sock.recv(100) == b""
@@ -209,7 +190,7 @@ def test_without_the_module_the_proxy_pumps_in_python(monkeypatch: pytest.Monkey
     with serve_in_thread(seed=3) as running:
         port = make_proxy(running, upstream)
         with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-            echo(sock)
+            round_trip(sock)
         assert running.server.proxies.get("p")._pumped is None  # type: ignore[union-attr]
 
 
@@ -236,29 +217,9 @@ def test_the_pump_sleeps_while_its_connections_are_idle_or_half_closed(server: S
 def test_connections_moved_back_and_forth_mid_transfer_lose_and_reorder_nothing(server: ServerThread) -> None:
     # Each toggle hands every open connection from the pump to Python's links (toxic added) and the
     # listener back (toxic removed); the clients check every echoed byte.
-    echo_server = socket.socket()
-    echo_server.bind(("127.0.0.1", 0))
-    echo_server.listen(16)
-
-    def echo_all() -> None:
-        while True:
-            try:
-                conn, _ = echo_server.accept()
-            except OSError:
-                return
-
-            def echo_one(conn: socket.socket = conn) -> None:
-                with conn:
-                    try:
-                        while data := conn.recv(65536):
-                            conn.sendall(data)
-                    except OSError:
-                        pass
-            threading.Thread(target=echo_one, daemon=True).start()
-
-    threading.Thread(target=echo_all, daemon=True).start()
+    echo_server = Echo()
     response = requests.post(f"{server.url}/proxies", timeout=3, json={
-        "name": "p", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo_server.getsockname()[1]}"})
+        "name": "p", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo_server.port}"})
     port = int(response.json()["listen"].rsplit(":", 1)[1])
     failures: list[str] = []
 
@@ -292,7 +253,7 @@ def test_connections_moved_back_and_forth_mid_transfer_lose_and_reorder_nothing(
     finally:
         for each in clients:
             each.join(30)
-        echo_server.close()
+        echo_server.sock.close()
     assert not failures, failures
     assert toggles >= 2
 
@@ -313,14 +274,14 @@ def test_proxy_metrics_count_each_byte_once_across_the_handover(native: None, up
             wait_until(lambda: counted() == want, 3, f"{want} in /metrics (last {counted()})")
 
         with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-            echo(sock, b"12345")
+            round_trip(sock, b"12345")
             assert proxy._pumped is not None
             expect(5)  # live from the pump
             assert requests.post(f"{running.url}/proxies/p/toxics", timeout=3,
                                  json={"type": "noop", "name": "n"}).status_code == 200
-            echo(sock, b"1234567")
+            round_trip(sock, b"1234567")
             expect(12)  # the pump's final counts plus Python's
             assert requests.delete(f"{running.url}/proxies/p/toxics/n", timeout=3).status_code == 204
             with socket.create_connection(("127.0.0.1", port), timeout=3) as second:
-                echo(second, b"123")
+                round_trip(second, b"123")
                 expect(15)

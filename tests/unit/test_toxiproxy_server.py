@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -22,7 +22,7 @@ import requests
 from faults.toxiproxy.link import toxic_random
 from faults.toxiproxy.server import serve_in_thread
 from faults.toxiproxy.toxics import ToxicStub, toxic_type
-from tests.toxiproxy_servers import SERVERS, running_server
+from tests.toxiproxy_servers import SERVERS, round_trip, running_server, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,32 +105,12 @@ def connect(port: int, timeout: float = 2.0) -> socket.socket:
     return sock
 
 
-def round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:
-    started = time.monotonic()
-    sock.sendall(payload)
-    received = b""
-    while len(received) < len(payload):
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed during a round trip"
-        received += chunk
-    assert received == payload
-    return time.monotonic() - started
-
-
 def recv_until_eof(sock: socket.socket, deadline_s: float) -> bytes:
     sock.settimeout(deadline_s)
     data = b""
     while chunk := sock.recv(65536):
         data += chunk
     return data
-
-
-def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"waited {deadline_s}s for {what}")
-        time.sleep(0.01)
 
 
 # latency
