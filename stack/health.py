@@ -126,19 +126,19 @@ def zk_mode(stack: "Stack", node: str) -> str:
 
 
 def redis_info(stack: "Stack", node: str, port: int = 6379, section: str = "replication") -> dict[str, str]:
-    code, out = stack.exec(node, ["redis-cli", "-p", str(port), "info", section], timeout=5)
-    if code != 0:
-        raise RuntimeError(out.strip() or f"exit {code}")
-    return dict(line.split(":", 1) for line in out.replace("\r", "").splitlines() if ":" in line)
+    from stack import resp
+
+    out = resp.command(stack, node, port, "INFO", section)
+    return dict(line.split(":", 1) for line in str(out).replace("\r", "").splitlines() if ":" in line)
 
 
 def sentinel_master(stack: "Stack", node: str) -> dict[str, str]:
-    code, out = stack.exec(node, ["redis-cli", "-p", str(SENTINEL_PORT), "sentinel", "master",
-                                  REDIS_MASTER_NAME], timeout=5)
-    if code != 0 or "ERR" in out[:10]:
-        raise RuntimeError(out.strip() or f"exit {code}")
-    items = out.strip().splitlines()
-    return dict(zip(items[0::2], items[1::2]))
+    from stack import resp
+
+    items = resp.command(stack, node, SENTINEL_PORT, "SENTINEL", "MASTER", REDIS_MASTER_NAME)
+    if not isinstance(items, list):
+        raise RuntimeError(f"SENTINEL MASTER answered {items!r}")
+    return {str(k): str(v) for k, v in zip(items[0::2], items[1::2])}
 
 
 def node_ready(stack: "Stack", node: str) -> bool:

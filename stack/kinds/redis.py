@@ -9,8 +9,10 @@ from stack.topology import REDIS_PORT
 
 
 def ping(stack, node: str, port: int) -> tuple[bool, str]:
-    code, out = stack.exec(node, ["redis-cli", "-p", str(port), "ping"], timeout=5)
-    return code == 0 and "PONG" in out, out.strip()[:80]
+    from stack import resp
+
+    out = str(resp.command(stack, node, port, "PING"))
+    return out == "PONG", out[:80]
 
 
 def primary(stack) -> str:
