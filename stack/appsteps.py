@@ -35,6 +35,11 @@ class AppContext:
     def host_port(self, node: str, port: int) -> int:
         return self.stack.host_port(node, port)
 
+    def address(self, node: str, port: int) -> tuple[str, int]:
+        """Where this process connects to reach a node's `port`, published or not: the node's address on
+        the run network (or, on a remote Docker host, a local end of the ssh tunnel to it)."""
+        return self.stack.reach(self.stack.node_ip(node), port)
+
     def exec(self, node: str, command: list[str], timeout: float = 30.0) -> tuple[int, str]:
         return self.stack.exec(node, command, timeout=timeout)
 
@@ -74,10 +79,16 @@ def _amqp_purge(stack: "Stack", queues: tuple[str, ...], base_dir: str) -> None:
 def _redis_flush(stack: "Stack", _args, base_dir: str) -> None:
     from stack.kinds.redis import primary
 
+    from stack import resp
+    from stack.topology import REDIS_PORT
+
     master = primary(stack)
-    code, out = stack.exec(master, ["redis-cli", "flushall"])
-    if code != 0 or "OK" not in out:
-        raise HarnessError(f"{master}: FLUSHALL failed: {out.strip()}")
+    try:
+        out = resp.command(stack, master, REDIS_PORT, "FLUSHALL", timeout=30)
+    except (OSError, RuntimeError) as exc:
+        raise HarnessError(f"{master}: FLUSHALL failed: {exc}") from None
+    if out != "OK":
+        raise HarnessError(f"{master}: FLUSHALL failed: {out!r}")
 
 
 def _exec(stack: "Stack", args: dict, base_dir: str) -> None:

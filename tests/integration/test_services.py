@@ -200,6 +200,44 @@ def test_hardened_no_faults_every_accepted_message_delivered_once(stack, dispatc
     assert len(dispatch.deliveries()) == 2500, "the sink saw deliveries beyond the 2,500 ids"
 
 
+def test_reset_clears_what_a_run_left_in_zookeeper_redis_and_the_queues(stack, dispatch):
+    """The reset's steps (the stack file's x-chaos.reset) clear each store, asked straight at the nodes:
+    a campaign's progress in ZooKeeper (`python: dispatch.reset:clear`), a Redis key (`redis_flush`), a parked
+    message (`amqp_purge`). Left behind, each would carry one run's messages into the next."""
+    from kazoo.client import KazooClient
+
+    from stack import resp
+    from stack.kinds.redis import primary
+    from stack.reset import reset_stack
+    from stack.topology import REDIS_PORT, ZK_PORT
+
+    common = import_app("common")
+    # a progress record of a campaign no scheduler knows: nothing but the reset removes it
+    campaign = f"{common.PROGRESS_PATH}/left-{uuid.uuid4().hex[:6]}"
+    hosts = ",".join("%s:%d" % stack.reach(stack.node_ip(n), ZK_PORT) for n in stack.topology.names("zookeeper"))
+    zk = KazooClient(hosts=hosts, timeout=10)
+    zk.start(timeout=20)
+    try:
+        zk.create(campaign, b"7", makepath=True)
+        master = primary(stack)
+        assert resp.command(stack, master, REDIS_PORT, "SET", "left-by-a-run", "1") == "OK"
+        with pika.BlockingConnection(pika.URLParameters(stack.amqp_url())) as connection:
+            channel = connection.channel()
+            channel.basic_publish("", broker.DEAD_QUEUE, b"parked by a run")
+            assert wait_until("the parked message counted",
+                              lambda: channel.queue_declare(broker.DEAD_QUEUE, passive=True).method.message_count,
+                              10)
+        reset_stack(stack)
+        assert not zk.exists(campaign), "the campaign's ZooKeeper state outlived the reset"
+        assert resp.command(stack, primary(stack), REDIS_PORT, "EXISTS", "left-by-a-run") == 0
+        with pika.BlockingConnection(pika.URLParameters(stack.amqp_url())) as connection:
+            count = connection.channel().queue_declare(broker.DEAD_QUEUE, passive=True).method.message_count
+        assert count == 0, f"{count} parked messages outlived the reset"
+    finally:
+        zk.stop()
+        zk.close()
+
+
 def test_bad_requests_are_refused_with_a_reason_and_never_published(dispatch):
     prefix, (good,) = ids_for("bad", 1)
     bad_messages = [
