@@ -132,7 +132,7 @@ class Scheduler:
         self.connection = self.channel = None
 
     def idle(self, seconds: float) -> None:
-        """Wait while servicing broker heartbeats; SIGTERM ends the wait within 0.2 s (a standby used to
+        """Wait while servicing broker heartbeats; SIGTERM ends the wait within 50 ms (a standby used to
         sleep out a whole second of it before it saw the stop)."""
         end = time.monotonic() + seconds
         while not self.stopping.is_set():
@@ -141,11 +141,11 @@ class Scheduler:
                 return
             if self.connection is not None and self.connection.is_open:
                 try:
-                    self.connection.process_data_events(time_limit=min(left, 0.2))
+                    self.connection.process_data_events(time_limit=min(left, 0.05))
                     continue
                 except pika.exceptions.AMQPError:
                     self._close_broker()
-            self.stopping.wait(min(left, 0.2))
+            self.stopping.wait(min(left, 0.05))
 
     # ------------------------------------------------------------------ fan-out
     def _message_id(self, cid: str, recipient: str) -> str:
