@@ -52,7 +52,7 @@ def run_steps(stack: "Stack", steps: tuple[Step, ...], base_dir: str,
         try:
             RUNNERS[step.kind](stack, step.args, base_dir)
         except HarnessError as exc:
-            raise HarnessError(f"{step.where}: {step.kind} step failed: {exc}") from None
+            raise HarnessError(f"{step.where}: {step.kind} step failed: {exc}", detail=exc.detail) from None
 
 
 def _amqp_purge(stack: "Stack", queues: tuple[str, ...], base_dir: str) -> None:
@@ -77,9 +77,8 @@ def _amqp_purge(stack: "Stack", queues: tuple[str, ...], base_dir: str) -> None:
 
 
 def _redis_flush(stack: "Stack", _args, base_dir: str) -> None:
-    from stack.kinds.redis import primary
-
     from stack import resp
+    from stack.kinds.redis import primary
     from stack.topology import REDIS_PORT
 
     master = primary(stack)
@@ -139,7 +138,17 @@ def load_callable(target: str, base_dir: str) -> Callable:
 
 
 def _python(stack: "Stack", target: str, base_dir: str) -> None:
-    load_callable(target, base_dir)(AppContext(stack))
+    """The app's own function; what it raises is one line, its traceback the error's detail (a reset
+    step that cannot reach ZooKeeper is a state of the stack, not a bug of the harness)."""
+    function = load_callable(target, base_dir)
+    try:
+        function(AppContext(stack))
+    except HarnessError:
+        raise
+    except Exception as exc:
+        import traceback
+
+        raise HarnessError(f"{target} raised {type(exc).__name__}: {exc}", detail=traceback.format_exc()) from None
 
 
 RUNNERS = {"amqp_purge": _amqp_purge, "redis_flush": _redis_flush, "exec": _exec, "http": _http,

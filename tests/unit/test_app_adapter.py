@@ -167,6 +167,19 @@ def test_a_python_step_finds_its_module_beside_the_stack_file(tmp_path):
         load_callable("absent_module:f", str(tmp_path))
 
 
+def test_what_a_python_step_raises_is_one_line_with_its_traceback_as_detail(tmp_path):
+    """A reset step that cannot reach ZooKeeper, say: the step and the error in one line, no traceback."""
+    from stack.appsteps import Step, run_steps
+
+    (tmp_path / "app_reset.py").write_text("def clear(ctx):\n    raise TimeoutError('ZooKeeper did not answer')\n")
+    step = Step(kind="python", args="app_reset:clear", where="stack.yaml:9")
+    with pytest.raises(HarnessError) as caught:
+        run_steps(object(), (step,), str(tmp_path))
+    assert str(caught.value) == ("stack.yaml:9: python step failed: app_reset:clear raised TimeoutError: "
+                                 "ZooKeeper did not answer")
+    assert "Traceback" in caught.value.detail and "app_reset.py" in caught.value.detail
+
+
 ENGINE = [p for d in ("harness", "faults", "stack", "reports") for p in sorted((ROOT / d).rglob("*.py"))
           if "stacks" not in p.relative_to(ROOT).parts]  # stack/stacks: the shipped stack files and their app
 
