@@ -67,6 +67,7 @@ class Echo:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
+        self.accepted = 0  # connections the proxy made to this upstream
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -75,6 +76,7 @@ class Echo:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
 
     @staticmethod
@@ -85,6 +87,9 @@ class Echo:
                     conn.sendall(data)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def round_trip(sock: socket.socket, payload: bytes = b"ping") -> float:

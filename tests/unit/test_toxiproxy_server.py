@@ -22,47 +22,14 @@ import requests
 from faults.toxiproxy.link import toxic_random
 from faults.toxiproxy.server import serve_in_thread
 from faults.toxiproxy.toxics import ToxicStub, toxic_type
-from tests.toxiproxy_servers import SERVERS, round_trip, running_server, wait_until
+from tests.toxiproxy_servers import SERVERS, Echo, round_trip, running_server, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-# an upstream to proxy: echo every byte back
-class EchoServer:
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            try:
-                while data := conn.recv(65536):
-                    conn.sendall(data)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer()
+def echo() -> Iterator[Echo]:
+    server = Echo()
     yield server
     server.close()
 
@@ -88,7 +55,7 @@ def make_proxy(url: str, upstream_port: int, name: str = "echo") -> int:
 
 
 @pytest.fixture()
-def proxy_port(toxiproxy: str, echo: EchoServer) -> int:
+def proxy_port(toxiproxy: str, echo: Echo) -> int:
     return make_proxy(toxiproxy, echo.port)
 
 
@@ -332,7 +299,7 @@ def test_toxicity_is_drawn_per_connection_from_the_seed(toxiproxy: str, proxy_po
 
 # enable / disable / reset / populate
 def test_a_disabled_proxy_refuses_connections_and_reenabling_restores_them(toxiproxy: str, proxy_port: int,
-                                                                           echo: EchoServer) -> None:
+                                                                           echo: Echo) -> None:
     with connect(proxy_port) as open_before:
         round_trip(open_before)
         response = api("POST", f"{toxiproxy}/proxies/echo", {"enabled": False})
@@ -351,7 +318,7 @@ def test_a_disabled_proxy_refuses_connections_and_reenabling_restores_them(toxip
 
 
 def test_reset_enables_everything_and_removes_every_toxic(toxiproxy: str, proxy_port: int,
-                                                          echo: EchoServer) -> None:
+                                                          echo: Echo) -> None:
     other_port = make_proxy(toxiproxy, echo.port, name="other")
     add_toxic(toxiproxy, "latency", latency=300)
     api("POST", f"{toxiproxy}/proxies/other", {"enabled": False})
@@ -366,7 +333,7 @@ def test_reset_enables_everything_and_removes_every_toxic(toxiproxy: str, proxy_
         round_trip(sock)
 
 
-def test_populate_creates_keeps_and_replaces(toxiproxy: str, proxy_port: int, echo: EchoServer) -> None:
+def test_populate_creates_keeps_and_replaces(toxiproxy: str, proxy_port: int, echo: Echo) -> None:
     add_toxic(toxiproxy, "latency", latency=10)
     body = [
         {"name": "echo", "listen": f"127.0.0.1:{proxy_port}", "upstream": f"127.0.0.1:{echo.port}"},  # unchanged
@@ -466,7 +433,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_cli_populates_from_config_answers_and_stops_on_sigterm(tmp_path: Path, echo: EchoServer) -> None:
+def test_cli_populates_from_config_answers_and_stops_on_sigterm(tmp_path: Path, echo: Echo) -> None:
     config = tmp_path / "populate.json"
     config.write_text(json.dumps([{"name": "echo", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo.port}"}]))
     port = free_port()
