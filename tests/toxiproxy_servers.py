@@ -1,4 +1,6 @@
-"""The Toxiproxy servers a proxy-facing test can run against: ours, in-process, always; and a real
+"""The Toxiproxy servers a proxy-facing test can run against: ours, in-process, always, with the data path
+it picks by itself (the compiled one, faults/pump, when built); ours again on the pure-Python data path
+(as with CHAOS_PROXY_NATIVE=0) when the compiled one is built, so that both stay checked; and a real
 `toxiproxy-server` when the TOXIPROXY_SERVER environment variable names its binary.
 
 A test module parametrizes its server fixture with `SERVERS` and calls `running_server(kind)` from it.
@@ -9,6 +11,7 @@ share: an echoing upstream, a round trip through a proxy and a wait with a deadl
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -18,19 +21,27 @@ import time
 import urllib.request
 from typing import Callable, Iterator
 
+from faults.toxiproxy import pump
 from faults.toxiproxy.server import serve_in_thread
 
 REAL = os.environ.get("TOXIPROXY_SERVER", "")
-SERVERS = ["ours", "real"] if REAL else ["ours"]  # no "real" cases at all without it: no skip noise
+PUMP_BUILT = importlib.util.find_spec("faults.toxiproxy._pump") is not None
+# no "real" cases at all without it, and no second "ours" without the pump: no skip noise
+SERVERS = ["ours"] + (["ours-python"] if PUMP_BUILT else []) + (["real"] if REAL else [])
 READY_DEADLINE_S = 10.0
 
 
 @contextlib.contextmanager
 def running_server(kind: str, seed: int = 1) -> Iterator[str]:
-    """The API URL of a fresh server of `kind` ("ours" or "real")."""
-    if kind == "ours":
-        with serve_in_thread(seed=seed) as running:
-            yield running.url
+    """The API URL of a fresh server of `kind` ("ours", "ours-python" or "real")."""
+    if kind in ("ours", "ours-python"):
+        saved = list(pump._loaded)
+        pump._loaded[:] = [None] if kind == "ours-python" else saved  # each proxy asks pump.native() when made
+        try:
+            with serve_in_thread(seed=seed) as running:
+                yield running.url
+        finally:
+            pump._loaded[:] = saved
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

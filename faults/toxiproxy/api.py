@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from .httpd import Request, Response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .proxy import ApiError, ProxyCollection, bad_body
+from .pump import native
 
 log = logging.getLogger("toxiproxy.api")
 
@@ -114,9 +115,10 @@ class ToxiproxyApi:
         return 200, Response(200, body, "application/json;charset=utf-8")
 
     async def server_info(self, request: Request) -> tuple[int, Any]:
-        """Ours alone: what this server is and the seed of its randomness (a run replays with it)."""
+        """Ours alone: what this server is, the seed of its randomness (a run replays with it) and which data
+        path moves the bytes of a proxy without toxics ("compiled": faults/pump; "python")."""
         return 200, {"implementation": IMPLEMENTATION, "version": VERSION, "seed": self.proxies.seed,
-                     "features": list(FEATURES)}
+                     "features": list(FEATURES), "data_path": "compiled" if native() else "python"}
 
     async def metrics(self, request: Request) -> tuple[int, Any]:
         return 200, Response(200, self.proxies.metrics.render().encode(), METRICS_CONTENT_TYPE)

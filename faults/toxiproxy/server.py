@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-if __name__ == "__main__" and os.environ.get("CHAOS_PROXY_NATIVE", "") not in ("", "0"):
+if __name__ == "__main__" and os.environ.get("CHAOS_PROXY_NATIVE", "").strip() != "0":
     # The lean process that goes with the compiled data path (pump.py): OpenSSL is ~3.5 MiB of the process's
     # memory, loaded only because asyncio imports ssl to offer TLS (which the proxy never uses) and hashlib
     # prefers OpenSSL's md5 (the API's request ids; Python's built-in md5 gives the same digest).

@@ -1,8 +1,9 @@
-"""The proxy's compiled data path (faults/pump, opted in with CHAOS_PROXY_NATIVE=1): it really carries a
+"""The proxy's compiled data path (faults/pump, used when built unless CHAOS_PROXY_NATIVE=0): it really carries a
 toxic-free proxy's connections, hands them to Python's links with the bytes in flight when a toxic comes,
 takes the listener back when the last toxic goes, and is simply absent where it is not built.
 
-The rest of the proxy's behaviour with the pump on is the other proxy tests run with CHAOS_PROXY_NATIVE=1.
+The rest of the proxy's behaviour is the other proxy tests, each run on both data paths
+(tests/toxiproxy_servers.py: "ours" and "ours-python").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import requests
 
 import faults.toxiproxy
 from faults.toxiproxy import pump
+from faults.toxiproxy.api import SERVER_INFO_PATH
 from faults.toxiproxy.metrics import Metrics
 from faults.toxiproxy.server import ServerThread, serve_in_thread
 from tests.toxiproxy_servers import Echo, round_trip, wait_until
@@ -178,6 +180,23 @@ def test_an_unreachable_upstream_closes_the_pumps_client(server: ServerThread) -
             assert sock.recv(100) == b""
         except ConnectionResetError:
             pass
+
+
+@pytest.mark.parametrize("setting, data_path", [(None, "compiled"), ("1", "compiled"), ("0", "python")])
+def test_the_pump_is_used_when_built_unless_turned_off(monkeypatch: pytest.MonkeyPatch, upstream: Upstream,
+                                                       setting: str | None, data_path: str) -> None:
+    require_pump()
+    monkeypatch.setattr(pump, "_loaded", [])
+    if setting is None:
+        monkeypatch.delenv(pump.ENV, raising=False)
+    else:
+        monkeypatch.setenv(pump.ENV, setting)
+    with serve_in_thread(seed=3) as running:
+        assert requests.get(running.url + SERVER_INFO_PATH, timeout=3).json()["data_path"] == data_path
+        port = make_proxy(running, upstream)
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            round_trip(sock)
+        assert (running.server.proxies.get("p")._pumped is not None) == (data_path == "compiled")  # type: ignore[union-attr]
 
 
 def test_without_the_module_the_proxy_pumps_in_python(monkeypatch: pytest.MonkeyPatch,
