@@ -47,11 +47,26 @@ APP_FILES = {"proxy": ("faults/__init__.py", "faults/toxiproxy"),
              "provider": ("stack/__init__.py", "stack/provider")}
 # Never copied into an image nor hashed: caches and build leftovers.
 APP_IGNORED = ("__pycache__", "*.pyc", "*.so", "*.egg-info", ".git")
+# Compiled modules an image carries when scripts/build-native has built them (hashed like any input, so a
+# rebuilt module rebuilds the image): the proxy's data path, built for CPython's stable ABI so that the
+# host's build loads in the image's Debian python3. Without it the proxy pumps in Python.
+APP_NATIVE = {"proxy": ("faults/toxiproxy/_pump.abi3.so",)}
 
 
 def _app_file(path: Path, root: Path) -> bool:
     return path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
                                       for pattern in APP_IGNORED)
+
+
+def _app_files(key: str) -> list[Path]:
+    """The harness's own files image `key` carries: APP_FILES, and APP_NATIVE's modules that are built."""
+    files = [path for part in APP_FILES.get(key, ()) for path in _files(PROJECT_ROOT / part)]
+    return files + [PROJECT_ROOT / part for part in APP_NATIVE.get(key, ()) if (PROJECT_ROOT / part).is_file()]
+
+
+def missing_native(key: str) -> list[str]:
+    """APP_NATIVE's modules of image `key` that are not built here."""
+    return [part for part in APP_NATIVE.get(key, ()) if not (PROJECT_ROOT / part).is_file()]
 
 
 def _files(root: Path) -> list[Path]:
@@ -150,9 +165,8 @@ def service_inputs_hash(key: str, base_name: str) -> str:
     h = hashlib.sha256()
     h.update(f"{RECIPE_VERSION}|{base_name}|".encode())
     _hash_files(h, IMAGES_DIR / key, IMAGES_DIR)
-    for part in APP_FILES.get(key, ()):
-        for path in _files(PROJECT_ROOT / part):
-            _hash_file(h, path, PROJECT_ROOT)
+    for path in _app_files(key):
+        _hash_file(h, path, PROJECT_ROOT)
     return h.hexdigest()[:12]
 
 
@@ -296,11 +310,13 @@ def _service_context(key: str, dest: Path, progress: Progress) -> None:
     if requirements.is_file():
         shutil.copytree(_site_packages(requirements, progress), dest / "site",
                         ignore=shutil.ignore_patterns(".complete", "__pycache__"))
-    for part in APP_FILES.get(key, ()):
-        for path in _files(PROJECT_ROOT / part):
-            target = dest / "app" / path.relative_to(PROJECT_ROOT)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
+    for path in _app_files(key):
+        target = dest / "app" / path.relative_to(PROJECT_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    for part in missing_native(key):
+        progress(f"[images] {key}: {part} is not built (scripts/build-native needs cargo); "
+                 f"the image runs without it")
 
 
 def _docker_build(client, ctx: Path, name: str, label: str, buildargs: dict[str, str], progress: Progress,

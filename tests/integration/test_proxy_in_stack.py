@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import urllib.request
 
 import pytest
 
+from faults.toxiproxy.api import SERVER_INFO_PATH
 from faults.toxiproxy.client import ToxiproxyClient
+from stack.images import missing_native
 from stack.stack import Stack
 
 pytestmark = pytest.mark.chaos
@@ -80,4 +84,18 @@ def test_disabled_link_refuses_and_reenabled_link_serves(stack):
     proxy.set_enabled(link.name, False)
     assert pings(stack, link, n=1)["error"] in ("ConnectionRefusedError", "ConnectionError")
     proxy.set_enabled(link.name, True)
+    assert len(pings(stack, link)["rtts"]) == 5
+
+
+def test_the_stacks_proxy_moves_bytes_on_the_data_path_built_here(stack):
+    # The proxy image carries faults/pump's module when scripts/build-native built it (CI requires it), and
+    # the proxy then uses it: the tests above ran through it, toxics handing connections to Python and back.
+    built = not missing_native("proxy")
+    if not built and os.environ.get("HARNESS_REQUIRE_NATIVE") == "1":
+        pytest.fail("the proxy's compiled data path is not built (scripts/build-native); HARNESS_REQUIRE_NATIVE=1")
+    url = f"http://127.0.0.1:{stack.host_port('proxy', 8474)}{SERVER_INFO_PATH}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        info = json.load(response)
+    assert info["data_path"] == ("compiled" if built else "python"), info
+    link = next(l for l in stack.topology.links if l.name == "workers-redis1")
     assert len(pings(stack, link)["rtts"]) == 5
