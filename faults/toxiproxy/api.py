@@ -135,7 +135,8 @@ class ToxiproxyApi:
         return 201, {"proxies": [proxy.to_json() for proxy in proxies]}
 
     async def proxy_index(self, request: Request) -> tuple[int, Any]:
-        return 200, {name: proxy.to_json() for name, proxy in self.proxies.proxies.items()}
+        # by name, as Go writes a map
+        return 200, {name: self.proxies.proxies[name].to_json() for name in sorted(self.proxies.proxies)}
 
     async def proxy_create(self, request: Request) -> tuple[int, Any]:
         return 201, (await self.proxies.create(_json(request))).to_json()

@@ -109,10 +109,8 @@ def _number(value: Any, field: str) -> float:
 
 
 def _toxicity(value: Any) -> float:
-    toxicity = _number(value, "toxicity")
-    if not 0.0 <= toxicity <= 1.0:
-        raise bad_body(f"toxicity must be between 0 and 1, got {value!r}")
-    return toxicity
+    # Any number, as Toxiproxy takes it: above 1 the toxic always applies, below 0 never (a draw in [0, 1))
+    return _number(value, "toxicity")
 
 
 class ToxicCollection:
@@ -223,8 +221,9 @@ class Proxy:
         self._pump_serial = 0  # self._serial when the pump took the listener (it counts on from there)
 
     def to_json(self) -> dict[str, Any]:
+        # Toxiproxy 2.12's fields, its internal logger included: it serializes as an empty object
         return {"name": self.name, "listen": self.listen, "upstream": self.upstream, "enabled": self.enabled,
-                "toxics": [spec.to_json() for spec in self.toxics.all()]}
+                "Logger": {}, "toxics": [spec.to_json() for spec in self.toxics.all()]}
 
     async def start(self) -> None:
         if self.enabled:

@@ -280,3 +280,29 @@ def test_slicer_with_microsecond_delays_is_not_slower_than_toxiproxy(url: str) -
         upstream.close()
     assert received == 65536
     assert elapsed < 0.5, f"64 KB through the slicer took {elapsed:.2f}s; Toxiproxy takes 0.25s"
+
+
+# 10. a proxy is written with all of Toxiproxy 2.12's fields, in its order, and the index is by name
+def test_a_proxy_carries_toxiproxys_fields_and_the_index_is_sorted_by_name(url: str, echo: Echo) -> None:
+    for name in ("zeta", "alpha", "mid"):
+        created = create(url, {"name": name, "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo.port}"})
+        assert list(created.json()) == ["name", "listen", "upstream", "enabled", "Logger", "toxics"], created.text
+        assert created.json()["Logger"] == {}
+    index = call("GET", f"{url}/proxies")
+    assert list(index.json()) == ["alpha", "mid", "zeta"]  # Go writes a map's keys sorted
+    assert index.text.index('"alpha"') < index.text.index('"mid"') < index.text.index('"zeta"')
+
+
+# 11. toxicity is any number: above 1 the toxic always applies, below 0 never; a string is still refused
+def test_toxicity_outside_zero_to_one_is_taken_as_toxiproxy_takes_it(url: str, echo: Echo) -> None:
+    port = port_of(create(url, {"name": "p", "listen": "127.0.0.1:0",
+                                "upstream": f"127.0.0.1:{echo.port}"}).json()["listen"])
+    above = call("POST", f"{url}/proxies/p/toxics",
+                 {"name": "above", "type": "latency", "toxicity": 1.5, "attributes": {"latency": 200}})
+    below = call("POST", f"{url}/proxies/p/toxics",
+                 {"name": "below", "type": "latency", "toxicity": -0.5, "attributes": {"latency": 2000}})
+    assert (above.status_code, above.json()["toxicity"]) == (200, 1.5), above.text
+    assert (below.status_code, below.json()["toxicity"]) == (200, -0.5), below.text
+    assert 0.2 <= round_trip(port) < 1.5  # the 200 ms toxic applied, the 2 s one did not
+    text = call("POST", f"{url}/proxies/p/toxics", {"name": "text", "type": "latency", "toxicity": "x"})
+    assert text.status_code == 400, text.text
