@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import re
 import socket
 import time
@@ -48,7 +47,7 @@ class RequestIds:
     def __init__(self) -> None:
         self._machine = md5(socket.gethostname().encode()).digest()[:3]
         self._pid = (os.getpid() & 0xFFFF).to_bytes(2, "big")
-        self._counter = itertools.count(random.SystemRandom().randrange(1 << 24))
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))  # a random start, as xid's
 
     def next(self) -> str:
         raw = (int(time.time()).to_bytes(4, "big") + self._machine + self._pid

@@ -12,12 +12,19 @@ import logging
 import socket
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .link import DOWNSTREAM, STREAMS, UPSTREAM, Connection, ConnectionContext
 from .metrics import Metrics
 from .pump import native
-from .toxics import BadAttributes, Toxic, toxic_type
+from .streams import DOWNSTREAM, STREAMS, UPSTREAM
+
+if TYPE_CHECKING:
+    from .link import Connection, ConnectionContext
+    from .toxics import Toxic
+
+# Python's data path (link.py) and the toxics are imported where they are first used, not here: with the
+# compiled one (pump.py), a proxy that never gets a toxic never needs them, and they are ~0.6 MiB of the
+# process's memory.
 
 log = logging.getLogger("toxiproxy")
 
@@ -147,6 +154,8 @@ class ToxicCollection:
         name = body.get("name") or f"{type_name}_{stream}"
         if not isinstance(name, str):
             raise bad_body(f"name must be a string, got {name!r}")
+        from .toxics import toxic_type
+
         kind = toxic_type(type_name) if isinstance(type_name, str) else None
         if kind is None:
             raise ApiError(*INVALID_TOXIC_TYPE)
@@ -187,6 +196,8 @@ class ToxicCollection:
                 self._on_change(stream)
 
     def _build(self, kind: type[Toxic], attributes: Any, base: Toxic | None, name: str) -> Toxic:
+        from .toxics import BadAttributes
+
         try:
             toxic = kind.from_attributes(attributes, base)
         except BadAttributes as exc:
@@ -276,12 +287,16 @@ class Proxy:
             self.stop()
 
     def _accept(self) -> asyncio.Protocol:
+        from .link import Connection
+
         self._serial += 1
         connection = Connection(self.loop, self._context(self._serial), split_host_port(self.upstream, "upstream"))
         self.connections.add(connection)
         return connection.client
 
     def _context(self, serial: int) -> ConnectionContext:
+        from .link import ConnectionContext
+
         listen, upstream, metrics = self.listen, self.upstream, self.metrics
         return ConnectionContext(self.name, serial, self.seed, self.toxics.for_stream,
                                  self.connections.discard,
@@ -370,6 +385,8 @@ class Proxy:
     def _adopt(self, serial: int, client: socket.socket, server: socket.socket | None, to_server: bytes,
                to_client: bytes) -> None:
         """A connection accepted outside asyncio (by the pump, or `_accept_ready`), dialled already or not."""
+        from .link import Connection
+
         client.setblocking(False)
         if server is not None:
             server.setblocking(False)
