@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 log = logging.getLogger("toxiproxy.api")
@@ -15,20 +14,26 @@ MAX_HEADERS = 100
 IDLE_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: the proxy's process would import dataclasses for these alone, and
+# every dataclass compiles its methods when defined (~0.2 MiB with proxy.ToxicSpec and server.ServerThread).
 class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+    """One request: method, target as sent, headers by lower-case name (plus ":version"), body."""
+
+    __slots__ = ("method", "path", "headers", "body")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.path, self.headers, self.body = method, path, headers, body
 
 
-@dataclass(frozen=True)
 class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+    """One answer; `content_type` "" writes no Content-Type (Go's bare 405)."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str = "application/json",
+                 headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.content_type = status, body, content_type
+        self.headers = {} if headers is None else headers
 
 
 Handler = Callable[[Request], Awaitable[Response]]

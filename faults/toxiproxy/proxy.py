@@ -6,11 +6,9 @@ Errors carry Toxiproxy's status codes and messages (`ApiError`), so the HTTP lay
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import socket
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -50,16 +48,18 @@ INVALID_STREAM = (400, "stream was invalid, can be either upstream or downstream
 INVALID_TOXIC_TYPE = (400, "invalid toxic type")
 
 
-@dataclass(frozen=True)
 class ToxicSpec:
-    """One toxic of a proxy as created through the API; `serial` tells a re-created toxic from the old one."""
+    """One toxic of a proxy as created through the API; `serial` tells a re-created toxic from the old one.
+    Never changed once made: an update makes a new one (`replace`)."""
 
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    toxic: Toxic
-    serial: int
+    __slots__ = ("name", "type", "stream", "toxicity", "toxic", "serial")
+
+    def __init__(self, name: str, type: str, stream: str, toxicity: float, toxic: Toxic, serial: int) -> None:
+        self.name, self.type, self.stream, self.toxicity, self.toxic, self.serial = \
+            name, type, stream, toxicity, toxic, serial
+
+    def replace(self, toxic: Toxic, toxicity: float) -> ToxicSpec:
+        return ToxicSpec(self.name, self.type, self.stream, toxicity, toxic, self.serial)
 
     def to_json(self) -> dict[str, Any]:
         # Toxiproxy's field order (its ToxicWrapper embeds the attributes first)
@@ -177,7 +177,7 @@ class ToxicCollection:
             raise bad_body("want a JSON object")
         toxicity = _toxicity(_given(body, "toxicity", old.toxicity))
         toxic = self._build(type(old.toxic), body.get("attributes"), old.toxic, name)
-        new = dataclasses.replace(old, toxic=toxic, toxicity=toxicity)
+        new = old.replace(toxic, toxicity)
         self._specs = [new if spec is old else spec for spec in self._specs]
         log.info("proxy=%s: updated toxic %s", self.proxy_name, new.to_json())
         self._on_change(new.stream)

@@ -21,7 +21,6 @@ import json
 import logging
 import signal
 import threading
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Sequence
 
@@ -62,14 +61,12 @@ class ToxiproxyServer:
         await asyncio.sleep(0)
 
 
-@dataclass
 class ServerThread:
     """A server running on its own event loop in a daemon thread."""
 
-    server: ToxiproxyServer
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    host: str
+    def __init__(self, server: ToxiproxyServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+                 host: str) -> None:
+        self.server, self.loop, self.thread, self.host = server, loop, thread, host
 
     @property
     def url(self) -> str:
