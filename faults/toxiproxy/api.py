@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import logging
@@ -40,6 +39,9 @@ REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
 ERROR_TYPE = "text/plain; charset=utf-8"  # Go's http.Error, which Toxiproxy's errors go through
 
 
+XID_DIGITS = "0123456789abcdefghijklmnopqrstuv"
+
+
 class RequestIds:
     """Request ids as Toxiproxy's zerolog/hlog makes them: 12-byte xids (time, machine, pid, counter) in
     20 lower-case base32hex characters, e.g. "dc8iig5qmd2pcaqqobjg"."""
@@ -52,7 +54,9 @@ class RequestIds:
     def next(self) -> str:
         raw = (int(time.time()).to_bytes(4, "big") + self._machine + self._pid
                + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big"))
-        return base64.b32hexencode(raw).decode().rstrip("=").lower()
+        # base32hex, lower-case and unpadded: 96 bits and 4 zero bits make 20 digits (what xid writes)
+        number = int.from_bytes(raw, "big") << 4
+        return "".join(XID_DIGITS[(number >> shift) & 31] for shift in range(95, -1, -5))
 
 
 # urllib.parse for the URL a request names, but only when it needs it: importing it costs the proxy's process
