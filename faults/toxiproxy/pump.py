@@ -19,9 +19,7 @@ _loaded: list[ModuleType | None] = []
 
 
 def native() -> ModuleType | None:
-    """The compiled module when opted in and built, else None (looked up once). Loading it limits glibc to
-    one malloc arena, for the threads started after it (the pump's among them): a process saves ~0.25 MiB by
-    loading it before any other thread starts."""
+    """The compiled module when opted in and built, else None (looked up once)."""
     if not _loaded:
         module = None
         if os.environ.get(ENV, "") not in ("", "0"):

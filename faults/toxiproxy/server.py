@@ -210,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"toxiproxy: cannot read config {args.config}: {exc}", file=sys.stderr)
             return 2
-    native()  # loaded before the event loop starts any thread: it gives the process one malloc arena (pump.py)
     try:
         asyncio.run(_serve_forever(args.host, args.port, seed, config,
                                    Metrics(args.proxy_metrics, args.runtime_metrics)))

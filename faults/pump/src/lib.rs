@@ -679,11 +679,6 @@ fn trim() {
 
 #[pymodule]
 fn _pump(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // One malloc arena for the whole process: glibc gives each new thread that allocates (the pump's, its
-    // resolvers', asyncio's getaddrinfo executor) an arena of its own, whose touched pages stay resident
-    // (~0.25 MiB) for a few small allocations per connection. It applies to the threads started after it,
-    // so the server loads this module before its event loop. The pump's buffers are allocated once.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     m.add_function(wrap_pyfunction!(trim, m)?)?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(detach, m)?)?;
