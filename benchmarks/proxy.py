@@ -9,6 +9,11 @@ connection churn (connect, 64 B, close) per second, proxy CPU per connection and
 "Added" is the proxied figure minus the direct one of the same round. Targets are measured in turn within
 each round (interleaved), and the JSON printed at the end holds each row's median over the rounds, plus
 ours/real where a real server ran. Pinning needs 2 CPUs; with fewer the pinned rows are left out.
+
+Ours runs as the proxy image runs it (stack/images/proxy/Dockerfile): Debian's /usr/bin/python3 when this
+host has it, else this interpreter, with the image's environment (PYTHONDONTWRITEBYTECODE=1). The JSON
+names the command ("ours_command"): a development interpreter's site (editable installs' .pth files, a
+pyenv build) costs megabytes the image does not have. CHAOS_PROXY_NATIVE passes through as it is set.
 """
 
 from __future__ import annotations
@@ -68,6 +73,16 @@ threading.Event().wait()
 """
 
 
+# What the image's CMD runs (python3 -m faults.toxiproxy.server) and the environment its Dockerfile sets.
+IMAGE_PYTHON = "/usr/bin/python3"
+IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def ours_command() -> list[str]:
+    python = IMAGE_PYTHON if os.access(IMAGE_PYTHON, os.X_OK) else sys.executable
+    return [python, "-m", "faults.toxiproxy.server"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,7 +111,8 @@ def api(url: str, method: str, path: str, body: Any) -> Any:
 class Target:
     """Where the client connects: straight to the upstream, or through a proxy process."""
 
-    def __init__(self, name: str, command: list[str] | None, echo_port: int, sink_port: int) -> None:
+    def __init__(self, name: str, command: list[str] | None, echo_port: int, sink_port: int,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
         self.echo_port, self.sink_port = echo_port, sink_port
@@ -105,7 +121,7 @@ class Target:
         port = free_port()
         self.process = subprocess.Popen(command + ["-port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO),
-                                                                        "LOG_LEVEL": "WARNING"})
+                                                                        "LOG_LEVEL": "WARNING", **(env or {})})
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/version")
         for name_, upstream in (("echo", echo_port), ("sink", sink_port)):
@@ -267,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     assert upstream.stdout is not None
     echo_port, sink_port = map(int, upstream.stdout.readline().split())
     targets = [Target("direct", None, echo_port, sink_port),
-               Target("ours", [sys.executable, "-m", "faults.toxiproxy.server"], echo_port, sink_port)]
+               Target("ours", ours_command(), echo_port, sink_port, IMAGE_ENV)]
     real = os.environ.get("TOXIPROXY_SERVER")
     if real:
         targets.append(Target("real", [real], echo_port, sink_port))
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                for name, rows in rounds.items()}
     result: dict[str, Any] = {"rounds": args.rounds, "round_trips": args.round_trips, "bulk_mib": args.bulk_mib,
                               "churn_s": args.churn_s, "pinned_rows": two_cpus,
+                              "ours_command": " ".join(ours_command()),
+                              "native_pump": os.environ.get("CHAOS_PROXY_NATIVE", "") not in ("", "0"),
                               "load_average": os.getloadavg(), "median": medians}
     if "real" in medians:
         result["ours_over_real"] = {

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import json
 import logging
 import os
-import random
 import re
 import socket
 import time
 from typing import Any, Awaitable, Callable
-from urllib.parse import unquote, urlsplit
 
 from .httpd import Request, Response
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .proxy import ApiError, ProxyCollection, bad_body
 from .pump import native
+
+try:
+    # CPython's built-in md5, the one hashlib falls back to without OpenSSL (server.py keeps OpenSSL out of the
+    # proxy's process): importing hashlib would also load its sha1, sha2, sha3 and blake2 (~0.3 MiB).
+    from _md5 import md5
+except ImportError:  # an interpreter built without it
+    from hashlib import md5
 
 log = logging.getLogger("toxiproxy.api")
 
@@ -37,19 +40,44 @@ REQUEST_ID_HEADER = "X-Toxiproxy-Request-Id"
 ERROR_TYPE = "text/plain; charset=utf-8"  # Go's http.Error, which Toxiproxy's errors go through
 
 
+XID_DIGITS = "0123456789abcdefghijklmnopqrstuv"
+
+
 class RequestIds:
     """Request ids as Toxiproxy's zerolog/hlog makes them: 12-byte xids (time, machine, pid, counter) in
     20 lower-case base32hex characters, e.g. "dc8iig5qmd2pcaqqobjg"."""
 
     def __init__(self) -> None:
-        self._machine = hashlib.md5(socket.gethostname().encode()).digest()[:3]
+        self._machine = md5(socket.gethostname().encode()).digest()[:3]
         self._pid = (os.getpid() & 0xFFFF).to_bytes(2, "big")
-        self._counter = itertools.count(random.SystemRandom().randrange(1 << 24))
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))  # a random start, as xid's
 
     def next(self) -> str:
         raw = (int(time.time()).to_bytes(4, "big") + self._machine + self._pid
                + (next(self._counter) & 0xFFFFFF).to_bytes(3, "big"))
-        return base64.b32hexencode(raw).decode().rstrip("=").lower()
+        # base32hex, lower-case and unpadded: 96 bits and 4 zero bits make 20 digits (what xid writes)
+        number = int.from_bytes(raw, "big") << 4
+        return "".join(XID_DIGITS[(number >> shift) & 31] for shift in range(95, -1, -5))
+
+
+# urllib.parse for the URL a request names, but only when it needs it: importing it costs the proxy's process
+# ~0.4 MiB (it loads ipaddress and builds its named tuples), and the origin form "/path?query" every client
+# sends, and a name without %-escapes, parse the same without it.
+def target_path(target: str) -> str:
+    """urlsplit(target).path: for "/path?query#fragment" what comes before the first "?" or "#"."""
+    if target.startswith("/") and not target.startswith("//"):  # neither a scheme nor a "//netloc"
+        return target.partition("?")[0].partition("#")[0]
+    from urllib.parse import urlsplit
+    return urlsplit(target).path
+
+
+def unquote(text: str) -> str:
+    """urllib.parse.unquote(text), which returns a text without "%" as it is."""
+    if "%" not in text:
+        return text
+    from urllib.parse import unquote as decode
+    return decode(text)
+
 
 Route = Callable[..., Awaitable[tuple[int, Any]]]
 
@@ -83,7 +111,7 @@ class ToxiproxyApi:
         return response
 
     async def _dispatch(self, request: Request) -> Response:
-        path = urlsplit(request.path).path.rstrip("/") or "/"
+        path = target_path(request.path).rstrip("/") or "/"
         for pattern, methods in self._routes:
             match = pattern.fullmatch(path)
             if match is None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
-from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 log = logging.getLogger("toxiproxy.api")
@@ -15,23 +13,43 @@ MAX_HEADERS = 100
 IDLE_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: the proxy's process would import dataclasses for these alone, and
+# every dataclass compiles its methods when defined (~0.2 MiB with proxy.ToxicSpec and server.ServerThread).
 class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+    """One request: method, target as sent, headers by lower-case name (plus ":version"), body."""
+
+    __slots__ = ("method", "path", "headers", "body")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.path, self.headers, self.body = method, path, headers, body
 
 
-@dataclass(frozen=True)
 class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+    """One answer; `content_type` "" writes no Content-Type (Go's bare 405)."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str = "application/json",
+                 headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.content_type = status, body, content_type
+        self.headers = {} if headers is None else headers
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+# The reason phrases of the statuses the API answers, as http.HTTPStatus spells them; any other status looks
+# its phrase up there (importing http builds its enum of every status: ~0.06 MiB the proxy mostly does without).
+PHRASES = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 500: "Internal Server Error"}
+
+
+def reason_phrase(status: int) -> str:
+    phrase = PHRASES.get(status)
+    if phrase is None:
+        from http import HTTPStatus
+
+        phrase = HTTPStatus(status).phrase
+    return phrase
 
 
 class BadRequest(Exception):
@@ -123,8 +141,8 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
 
 
 async def _write(writer: asyncio.StreamWriter, response: Response, keep_alive: bool, version: str) -> None:
-    status = http.HTTPStatus(response.status)
-    lines = [f"{version if version == 'HTTP/1.0' else 'HTTP/1.1'} {status.value} {status.phrase}"]
+    status = response.status
+    lines = [f"{version if version == 'HTTP/1.0' else 'HTTP/1.1'} {status} {reason_phrase(status)}"]
     if response.status != 204:
         if response.content_type:  # "" for none, as Go's bare 405
             lines.append(f"Content-Type: {response.content_type}")

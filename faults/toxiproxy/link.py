@@ -17,16 +17,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Callable, cast
 
+from .streams import DOWNSTREAM, STREAMS, UPSTREAM
 from .toxics.base import Chunk, ToxicStub
 
 if TYPE_CHECKING:
     from .proxy import ToxicSpec
 
 log = logging.getLogger("toxiproxy")
-
-UPSTREAM = "upstream"  # client -> server
-DOWNSTREAM = "downstream"  # server -> client
-STREAMS = (UPSTREAM, DOWNSTREAM)
 
 # Bytes a toxic chain may hold queued before the proxy stops reading that socket (back-pressure).
 QUEUE_HIGH = 1 << 20

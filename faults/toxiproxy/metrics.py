@@ -8,7 +8,6 @@ Python equivalent and are left out). The names, labels and number spelling are t
 from __future__ import annotations
 
 import os
-import resource
 import time
 from typing import Callable
 
@@ -111,6 +110,8 @@ def _escape(value: str) -> str:
 
 def _process_metrics() -> list[str]:
     """What Prometheus' process collector reports, read from /proc/self (Linux)."""
+    import resource  # only with -runtime-metrics: a shared library the proxy otherwise does without
+
     lines: list[str] = []
 
     def gauge(name: str, kind: str, help_text: str, value: float) -> None:

@@ -6,18 +6,23 @@ Errors carry Toxiproxy's status codes and messages (`ApiError`), so the HTTP lay
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import socket
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .link import DOWNSTREAM, STREAMS, UPSTREAM, Connection, ConnectionContext
 from .metrics import Metrics
 from .pump import native
-from .toxics import BadAttributes, Toxic, toxic_type
+from .streams import DOWNSTREAM, STREAMS, UPSTREAM
+
+if TYPE_CHECKING:
+    from .link import Connection, ConnectionContext
+    from .toxics import Toxic
+
+# Python's data path (link.py) and the toxics are imported where they are first used, not here: with the
+# compiled one (pump.py), a proxy that never gets a toxic never needs them, and they are ~0.6 MiB of the
+# process's memory.
 
 log = logging.getLogger("toxiproxy")
 
@@ -43,16 +48,18 @@ INVALID_STREAM = (400, "stream was invalid, can be either upstream or downstream
 INVALID_TOXIC_TYPE = (400, "invalid toxic type")
 
 
-@dataclass(frozen=True)
 class ToxicSpec:
-    """One toxic of a proxy as created through the API; `serial` tells a re-created toxic from the old one."""
+    """One toxic of a proxy as created through the API; `serial` tells a re-created toxic from the old one.
+    Never changed once made: an update makes a new one (`replace`)."""
 
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    toxic: Toxic
-    serial: int
+    __slots__ = ("name", "type", "stream", "toxicity", "toxic", "serial")
+
+    def __init__(self, name: str, type: str, stream: str, toxicity: float, toxic: Toxic, serial: int) -> None:
+        self.name, self.type, self.stream, self.toxicity, self.toxic, self.serial = \
+            name, type, stream, toxicity, toxic, serial
+
+    def replace(self, toxic: Toxic, toxicity: float) -> ToxicSpec:
+        return ToxicSpec(self.name, self.type, self.stream, toxicity, toxic, self.serial)
 
     def to_json(self) -> dict[str, Any]:
         # Toxiproxy's field order (its ToxicWrapper embeds the attributes first)
@@ -145,6 +152,8 @@ class ToxicCollection:
         name = body.get("name") or f"{type_name}_{stream}"
         if not isinstance(name, str):
             raise bad_body(f"name must be a string, got {name!r}")
+        from .toxics import toxic_type
+
         kind = toxic_type(type_name) if isinstance(type_name, str) else None
         if kind is None:
             raise ApiError(*INVALID_TOXIC_TYPE)
@@ -166,7 +175,7 @@ class ToxicCollection:
             raise bad_body("want a JSON object")
         toxicity = _toxicity(_given(body, "toxicity", old.toxicity))
         toxic = self._build(type(old.toxic), body.get("attributes"), old.toxic, name)
-        new = dataclasses.replace(old, toxic=toxic, toxicity=toxicity)
+        new = old.replace(toxic, toxicity)
         self._specs = [new if spec is old else spec for spec in self._specs]
         log.info("proxy=%s: updated toxic %s", self.proxy_name, new.to_json())
         self._on_change(new.stream)
@@ -185,6 +194,8 @@ class ToxicCollection:
                 self._on_change(stream)
 
     def _build(self, kind: type[Toxic], attributes: Any, base: Toxic | None, name: str) -> Toxic:
+        from .toxics import BadAttributes
+
         try:
             toxic = kind.from_attributes(attributes, base)
         except BadAttributes as exc:
@@ -275,12 +286,16 @@ class Proxy:
             self.stop()
 
     def _accept(self) -> asyncio.Protocol:
+        from .link import Connection
+
         self._serial += 1
         connection = Connection(self.loop, self._context(self._serial), split_host_port(self.upstream, "upstream"))
         self.connections.add(connection)
         return connection.client
 
     def _context(self, serial: int) -> ConnectionContext:
+        from .link import ConnectionContext
+
         listen, upstream, metrics = self.listen, self.upstream, self.metrics
         return ConnectionContext(self.name, serial, self.seed, self.toxics.for_stream,
                                  self.connections.discard,
@@ -369,6 +384,8 @@ class Proxy:
     def _adopt(self, serial: int, client: socket.socket, server: socket.socket | None, to_server: bytes,
                to_client: bytes) -> None:
         """A connection accepted outside asyncio (by the pump, or `_accept_ready`), dialled already or not."""
+        from .link import Connection
+
         client.setblocking(False)
         if server is not None:
             server.setblocking(False)
