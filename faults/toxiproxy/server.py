@@ -6,7 +6,6 @@ Standard library only, so it runs on a bare Debian python3. Logs go to stdout.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -22,7 +21,7 @@ import json
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 from .api import VERSION, ToxiproxyApi
@@ -62,14 +61,12 @@ class ToxiproxyServer:
         await asyncio.sleep(0)
 
 
-@dataclass
 class ServerThread:
     """A server running on its own event loop in a daemon thread."""
 
-    server: ToxiproxyServer
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    host: str
+    def __init__(self, server: ToxiproxyServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+                 host: str) -> None:
+        self.server, self.loop, self.thread, self.host = server, loop, thread, host
 
     @property
     def url(self) -> str:
@@ -125,33 +122,75 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0, seed: int = 0, timeo
 
 
 # the command line
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+# The flags and their defaults; Toxiproxy's own single-dash spellings (-host=0.0.0.0) work too, so the image
+# can be a drop-in, and Go's flag package takes a bool as -flag or -flag=true|false.
+VALUE_FLAGS = {"host": str, "port": int, "seed": int, "config": str}
+BOOL_FLAGS = ("proxy-metrics", "runtime-metrics", "version")
+DEFAULTS = {"host": "localhost", "port": 8474, "seed": None, "config": None, "proxy_metrics": False,
+            "runtime_metrics": False, "version": False}
+GO_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
+def parse_args(argv: Sequence[str] | None) -> SimpleNamespace:
+    """The flags as attributes (host, port, seed, config, proxy_metrics, runtime_metrics, version).
+
+    Flags spelled out in full are read here; anything else (-h, an abbreviation, an error) goes to argparse,
+    which answers the same for these and writes the usage and error messages. Not importing it otherwise
+    keeps ~0.9 MiB out of the proxy's memory (argparse, gettext, and shutil with bz2 and lzma for the help
+    formatter it builds while parsing)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = _parse_plain(argv)
+    return parsed if parsed is not None else _parse_with_argparse(argv)
+
+
+def _parse_plain(argv: list[str]) -> SimpleNamespace | None:
+    """--flag value, --flag=value, -flag value, -flag=value and a bare --flag / -flag for a bool, or None."""
+    values = dict(DEFAULTS)
+    tokens = iter(argv)
+    for token in tokens:
+        name, sep, text = token.lstrip("-").partition("=")
+        if not token.startswith("-") or token.startswith("---") or token in ("-", "--"):
+            return None
+        if name in VALUE_FLAGS:
+            if not sep:
+                text = next(tokens, "-")
+            if text.startswith("-"):  # missing, an option, a negative number or "--": argparse's quirks decide
+                return None
+            try:
+                values[name.replace("-", "_")] = VALUE_FLAGS[name](text)
+            except ValueError:
+                return None
+        elif name in BOOL_FLAGS and (not sep or text.lower() in GO_BOOLS):
+            values[name.replace("-", "_")] = GO_BOOLS[text.lower()] if sep else True
+        else:
+            return None
+    return SimpleNamespace(**values)
+
+
+def _parse_with_argparse(argv: list[str]) -> SimpleNamespace:
+    import argparse
+
+    def go_bool(text: str) -> bool:
+        value = GO_BOOLS.get(text.lower())
+        if value is None:
+            raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+        return value
+
     parser = argparse.ArgumentParser(
         prog="python3 -m faults.toxiproxy.server",
         description="Toxiproxy-2.x-compatible TCP fault proxy (HTTP API on --host:--port).")
-    # Toxiproxy's own single-dash spellings (-host=0.0.0.0) work too, so the image can be a drop-in.
     parser.add_argument("--host", "-host", default="localhost", help="API address (default localhost)")
     parser.add_argument("--port", "-port", type=int, default=8474, help="API port (default 8474)")
     parser.add_argument("--seed", "-seed", type=int, default=None,
                         help="seed for all randomness (jitter, toxicity, slicer); default: random, logged")
     parser.add_argument("--config", "-config", default=None, help="JSON file of proxies to populate at startup")
-    # Go's flag package takes a bool as -flag or -flag=true|false.
-    parser.add_argument("--proxy-metrics", "-proxy-metrics", nargs="?", const=True, default=False, type=_go_bool,
+    parser.add_argument("--proxy-metrics", "-proxy-metrics", nargs="?", const=True, default=False, type=go_bool,
                         help="serve toxiproxy_proxy_* byte counters on GET /metrics")
     parser.add_argument("--runtime-metrics", "-runtime-metrics", nargs="?", const=True, default=False,
-                        type=_go_bool, help="serve process_* metrics on GET /metrics")
-    parser.add_argument("--version", "-version", nargs="?", const=True, default=False, type=_go_bool,
+                        type=go_bool, help="serve process_* metrics on GET /metrics")
+    parser.add_argument("--version", "-version", nargs="?", const=True, default=False, type=go_bool,
                         help="print the version and exit")
-    return parser.parse_args(argv)
-
-
-def _go_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "t", "true"):
-        return True
-    if lowered in ("0", "f", "false"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+    return SimpleNamespace(**vars(parser.parse_args(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
