@@ -13,7 +13,8 @@ ours/real where a real server ran. Pinning needs 2 CPUs; with fewer the pinned r
 Ours runs as the proxy image runs it (stack/images/proxy/Dockerfile): Debian's /usr/bin/python3 when this
 host has it, else this interpreter, with the image's environment (PYTHONDONTWRITEBYTECODE=1). The JSON
 names the command ("ours_command"): a development interpreter's site (editable installs' .pth files, a
-pyenv build) costs megabytes the image does not have. CHAOS_PROXY_NATIVE passes through as it is set.
+pyenv build) costs megabytes the image does not have. CHAOS_PROXY_NATIVE passes through as it is set
+("ours_data_path" says which data path ours ran: "compiled" when faults/pump is built, else "python").
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Target:
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
         self.echo_port, self.sink_port = echo_port, sink_port
+        self.data_path: str | None = None  # ours says which data path moves its bytes; real has no such page
         if command is None:
             return
         port = free_port()
@@ -124,6 +126,9 @@ class Target:
                                                                         "LOG_LEVEL": "WARNING", **(env or {})})
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/version")
+        if name == "ours":
+            with urllib.request.urlopen(url + "/faults/server", timeout=5) as response:
+                self.data_path = json.load(response)["data_path"]
         for name_, upstream in (("echo", echo_port), ("sink", sink_port)):
             proxy = api(url, "POST", "/proxies", {"name": name_, "listen": "127.0.0.1:0",
                                                    "upstream": f"127.0.0.1:{upstream}"})
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"rounds": args.rounds, "round_trips": args.round_trips, "bulk_mib": args.bulk_mib,
                               "churn_s": args.churn_s, "pinned_rows": two_cpus,
                               "ours_command": " ".join(ours_command()),
-                              "native_pump": os.environ.get("CHAOS_PROXY_NATIVE", "") not in ("", "0"),
+                              "ours_data_path": targets[1].data_path,
                               "load_average": os.getloadavg(), "median": medians}
     if "real" in medians:
         result["ours_over_real"] = {
