@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__" and os.environ.get("CHAOS_PROXY_NATIVE", "").strip() != "0":
-    # The lean process that goes with the compiled data path (pump.py): OpenSSL is ~3.5 MiB of the process's
-    # memory, loaded only because asyncio imports ssl to offer TLS (which the proxy never uses) and hashlib
-    # prefers OpenSSL's md5 (the API's request ids; Python's built-in md5 gives the same digest).
+if __name__ == "__main__":
+    # The proxy's own process leaves OpenSSL out, on either data path: it is ~3.5 MiB of the process's memory,
+    # loaded only because asyncio imports ssl to offer TLS (which the proxy never uses) and hashlib prefers
+    # OpenSSL's md5 (the API uses Python's built-in one, which gives the same digest).
     for _unused in ("ssl", "_hashlib"):
         sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
