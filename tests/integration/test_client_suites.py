@@ -17,6 +17,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.native import unavailable
+
 REPO = Path(__file__).resolve().parents[2]
 CRATE, VERSION = "toxiproxy_rust", "0.1.6"
 SUITE_VARS = ("TOXIPROXY_GO_SRC", "TOXIPROXY_PYTHON_SRC", "TOXIPROXY_RUBY_SRC", "TOXIPROXY_NODE_SRC",
@@ -24,11 +26,10 @@ SUITE_VARS = ("TOXIPROXY_GO_SRC", "TOXIPROXY_PYTHON_SRC", "TOXIPROXY_RUBY_SRC", 
 
 
 def cargo() -> str:
-    found = shutil.which("cargo") or next((str(p) for p in [Path.home() / ".cargo/bin/cargo"] if p.is_file()), None)
+    rustup = Path.home() / ".cargo" / "bin" / "cargo"
+    found = shutil.which("cargo") or (str(rustup) if rustup.is_file() else None)
     if found is None:
-        if os.environ.get("HARNESS_REQUIRE_NATIVE") == "1":
-            pytest.fail("cargo is not installed; HARNESS_REQUIRE_NATIVE=1 requires it")
-        pytest.skip("cargo is not installed")
+        unavailable("cargo is not installed")
     return found
 
 

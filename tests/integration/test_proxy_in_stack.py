@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import urllib.request
 
@@ -13,6 +12,7 @@ from faults.toxiproxy.api import SERVER_INFO_PATH
 from faults.toxiproxy.client import ToxiproxyClient
 from stack.images import missing_native
 from stack.stack import Stack
+from tests.native import required
 
 pytestmark = pytest.mark.chaos
 
@@ -91,7 +91,7 @@ def test_the_stacks_proxy_moves_bytes_on_the_data_path_built_here(stack):
     # The proxy image carries faults/pump's module when scripts/build-native built it (CI requires it), and
     # the proxy then uses it: the tests above ran through it, toxics handing connections to Python and back.
     built = not missing_native("proxy")
-    if not built and os.environ.get("HARNESS_REQUIRE_NATIVE") == "1":
+    if not built and required():
         pytest.fail("the proxy's compiled data path is not built (scripts/build-native); HARNESS_REQUIRE_NATIVE=1")
     url = f"http://127.0.0.1:{stack.host_port('proxy', 8474)}{SERVER_INFO_PATH}"
     with urllib.request.urlopen(url, timeout=5) as response:

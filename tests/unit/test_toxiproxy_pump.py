@@ -8,7 +8,6 @@ The rest of the proxy's behaviour is the other proxy tests, each run on both dat
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import socket
@@ -25,19 +24,12 @@ from faults.toxiproxy import pump
 from faults.toxiproxy.api import SERVER_INFO_PATH
 from faults.toxiproxy.metrics import Metrics
 from faults.toxiproxy.server import ServerThread, serve_in_thread
-from tests.toxiproxy_servers import Echo, round_trip, wait_until
-
-BUILT = importlib.util.find_spec("faults.toxiproxy._pump") is not None
-
+from tests.native import unavailable
+from tests.toxiproxy_servers import PUMP_BUILT, Echo, round_trip, wait_until
 
 def require_pump() -> None:
-    """Skip where the pump is not built, unless HARNESS_REQUIRE_NATIVE=1 (as in CI): then fail, not hide."""
-    if BUILT:
-        return
-    if os.environ.get("HARNESS_REQUIRE_NATIVE") == "1":
-        pytest.fail("the proxy's compiled data path is not built (run scripts/build-native); "
-                    "HARNESS_REQUIRE_NATIVE=1 requires it")
-    pytest.skip("the proxy's compiled data path is not built (scripts/build-native)")
+    if not PUMP_BUILT:
+        unavailable("the proxy's compiled data path is not built (scripts/build-native)")
 
 
 class Upstream:
