@@ -143,10 +143,12 @@ class ToxiproxyApi:
         return 200, Response(200, body, "application/json;charset=utf-8")
 
     async def server_info(self, request: Request) -> tuple[int, Any]:
-        """Ours alone: what this server is, the seed of its randomness (a run replays with it) and which data
-        path moves the bytes of a proxy without toxics ("compiled": faults/pump; "python")."""
+        """Ours alone: what this server is, the seed of its randomness (a run replays with it), which data
+        path moves the bytes of a proxy without toxics ("compiled": faults/pump; "python") and what the API
+        runs on ("selectors" until Python's data path is first needed, then "asyncio": control.py)."""
         return 200, {"implementation": IMPLEMENTATION, "version": VERSION, "seed": self.proxies.seed,
-                     "features": list(FEATURES), "data_path": "compiled" if native() else "python"}
+                     "features": list(FEATURES), "data_path": "compiled" if native() else "python",
+                     "api_loop": "asyncio" if self.proxies.loops.made else "selectors"}
 
     async def metrics(self, request: Request) -> tuple[int, Any]:
         return 200, Response(200, self.proxies.metrics.render().encode(), METRICS_CONTENT_TYPE)

@@ -5,7 +5,6 @@ Errors carry Toxiproxy's status codes and messages (`ApiError`), so the HTTP lay
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
@@ -17,6 +16,8 @@ from .pump import native
 from .streams import DOWNSTREAM, STREAMS, UPSTREAM
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .link import Connection, ConnectionContext
     from .toxics import Toxic
 
@@ -25,6 +26,28 @@ if TYPE_CHECKING:
 # process's memory.
 
 log = logging.getLogger("toxiproxy")
+
+
+class LoopRef:
+    """The asyncio loop Python's data path runs on, made when first asked for. Until then the process has no
+    asyncio at all (control.py serves the API); asking for it is what moves the API onto it."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def made(self) -> bool:
+        return self._loop is not None
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            log.debug("Python's data path is needed: the API moves onto asyncio")
+        return self._loop
 
 
 class ApiError(Exception):
@@ -210,9 +233,9 @@ class ToxicCollection:
 class Proxy:
     """A listener that dials `upstream` for each client and links the two through the toxics."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, name: str, listen: str, upstream: str,
+    def __init__(self, loops: LoopRef, seed: int, name: str, listen: str, upstream: str,
                  metrics: Metrics | None = None) -> None:
-        self.loop = loop
+        self._loops = loops
         self.seed = seed
         self.metrics = metrics or Metrics()
         self.name = name
@@ -230,6 +253,11 @@ class Proxy:
         self._pumped: int | None = None
         self._python_accepts = False
         self._pump_serial = 0  # self._serial when the pump took the listener (it counts on from there)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """Python's data path's loop: asking for it is what brings asyncio in (LoopRef)."""
+        return self._loops.get()
 
     def to_json(self) -> dict[str, Any]:
         # Toxiproxy 2.12's fields, its internal logger included: it serializes as an empty object
@@ -433,8 +461,8 @@ def _bound(family: int, address: tuple, dual_stack: bool = False) -> socket.sock
 class ProxyCollection:
     """All proxies by name; the API's entry point."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seed: int, metrics: Metrics | None = None) -> None:
-        self.loop = loop
+    def __init__(self, loops: LoopRef, seed: int, metrics: Metrics | None = None) -> None:
+        self.loops = loops
         self.seed = seed
         self.metrics = metrics or Metrics()
         self.proxies: dict[str, Proxy] = {}
@@ -449,7 +477,7 @@ class ProxyCollection:
         name, listen, upstream, enabled = _proxy_fields(body, 0)
         if name in self.proxies:
             raise ApiError(*PROXY_EXISTS)
-        proxy = Proxy(self.loop, self.seed, name, listen, upstream, self.metrics)
+        proxy = Proxy(self.loops, self.seed, name, listen, upstream, self.metrics)
         if enabled:
             await proxy.start()
         else:
@@ -477,7 +505,7 @@ class ProxyCollection:
             if existing is not None:
                 existing.stop()
                 del self.proxies[name]
-            proxy = Proxy(self.loop, self.seed, name, listen, upstream, self.metrics)
+            proxy = Proxy(self.loops, self.seed, name, listen, upstream, self.metrics)
             if enabled:
                 await proxy.start()
             self.proxies[name] = proxy

@@ -1,7 +1,11 @@
 """Run the proxy: `python3 -m faults.toxiproxy.server --host 0.0.0.0 --port 8474 --seed N [--config f.json]`.
 
-Also `ToxiproxyServer` (an asyncio object) and `serve_in_thread` (for tests and in-process use).
+Also `ToxiproxyServer` and `serve_in_thread` (for tests and in-process use).
 Standard library only, so it runs on a bare Debian python3. Logs go to stdout.
+
+The API runs on its own `selectors` loop (control.py) for as long as the compiled data path carries every
+proxy, and moves onto asyncio (aio.py) when the first toxic needs Python's data path; without the compiled
+data path, it is on asyncio from the start.
 """
 
 from __future__ import annotations
@@ -16,67 +20,96 @@ if __name__ == "__main__":
     for _unused in ("ssl", "_hashlib"):
         sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
-import asyncio
 import json
 import logging
 import signal
 import threading
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Coroutine, Sequence
 
 from .api import VERSION, ToxiproxyApi
-from .httpd import serve
+from .control import ControlLoop, Waker, run_now
 from .metrics import Metrics
-from .proxy import ApiError, ProxyCollection
+from .proxy import ApiError, LoopRef, ProxyCollection, _listening_socket
 from .pump import native
 
 log = logging.getLogger("toxiproxy")
 
 
 class ToxiproxyServer:
-    """The HTTP API plus the proxies it manages, on one event loop."""
+    """The HTTP API plus the proxies it manages: `start` binds and populates, `run` serves until `stop`."""
 
     def __init__(self, seed: int, metrics: Metrics | None = None) -> None:
         self.seed = seed
         self.metrics = metrics or Metrics()
-        self.proxies: ProxyCollection | None = None
-        self._http: asyncio.AbstractServer | None = None
+        self.loops = LoopRef()
+        self.proxies = ProxyCollection(self.loops, seed, self.metrics)
         self.port = 0
+        self._waker = Waker()
+        self._control: ControlLoop | None = None
 
-    async def start(self, host: str, port: int, config: Any = None) -> None:
-        self.proxies = ProxyCollection(asyncio.get_running_loop(), self.seed, self.metrics)
-        if config is not None:
-            populated = await self.proxies.populate(config)
-            log.info("populated %d proxies from config", len(populated))
-        self._http = await serve(ToxiproxyApi(self.proxies).handle, host, port)
-        self.port = self._http.sockets[0].getsockname()[1]
+    def start(self, host: str, port: int, config: Any = None) -> None:
+        """Bind the API (as Go's net.Listen: one socket; "localhost" is 127.0.0.1) and populate `config`."""
+        try:
+            if native() is None:
+                self.loops.get()  # Python's data path runs every proxy: asyncio from the start
+            if config is not None:
+                populated = self._call(self.proxies.populate(config))
+                log.info("populated %d proxies from config", len(populated))
+            listener = _listening_socket(host, port)
+        except BaseException:
+            self.proxies.stop_all()
+            self._waker.close()
+            if self.loops.made:
+                self.loops.get().close()
+            raise
+        self._control = ControlLoop(ToxiproxyApi(self.proxies).handle, listener, self._waker,
+                                    lambda: self.loops.made)
+        self.port = listener.getsockname()[1]
         log.info("Toxiproxy-compatible API listening on %s:%d (seed=%d)", host, self.port, self.seed)
 
-    async def stop(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-        if self.proxies is not None:
-            self.proxies.stop_all()
-        await asyncio.sleep(0)
+    def run(self) -> None:
+        """Serve until `stop()`, then stop every proxy and close everything. The calling thread serves."""
+        control = self._control
+        assert control is not None, "start() first"
+        try:
+            if not control.run():
+                control.close()
+                self.proxies.stop_all()
+                return
+            from .aio import serve_api
+
+            log.info("the API moves onto asyncio: Python's data path is in use")
+            serve_api(self.loops.get(), control.handler, control.listener, list(control.clients.values()),
+                      self._waker, self.proxies.stop_all)
+        finally:
+            self._waker.close()
+
+    def stop(self) -> None:
+        """Ask `run` to end: from any thread, or a signal handler."""
+        self._waker.wake()
+
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self.loops.made:
+            return self.loops.get().run_until_complete(coro)
+        return run_now(coro)
 
 
 class ServerThread:
-    """A server running on its own event loop in a daemon thread."""
+    """A server serving from a daemon thread."""
 
-    def __init__(self, server: ToxiproxyServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
-                 host: str) -> None:
-        self.server, self.loop, self.thread, self.host = server, loop, thread, host
+    def __init__(self, server: ToxiproxyServer, thread: threading.Thread, host: str) -> None:
+        self.server, self.thread, self.host = server, thread, host
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.server.port}"
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if not self.loop.is_closed() and self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout_s)
-            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.server.stop()
         self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise RuntimeError(f"toxiproxy server did not stop within {timeout_s}s")
 
     def __enter__(self) -> ServerThread:
         return self
@@ -87,30 +120,20 @@ class ServerThread:
 
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0, seed: int = 0, timeout_s: float = 5.0,
                     metrics: Metrics | None = None) -> ServerThread:
-    """Start a server in a background thread and return once its API listens."""
-    loop = asyncio.new_event_loop()
+    """Start a server in a background thread; it listens when this returns."""
     server = ToxiproxyServer(seed, metrics)
     started = threading.Event()
     failure: list[BaseException] = []
 
     def run() -> None:
-        asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(server.start(host, port))
+            server.start(host, port)
         except BaseException as exc:  # handed to the caller below
             failure.append(exc)
             started.set()
             return
         started.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(server.stop())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+        server.run()
 
     thread = threading.Thread(target=run, name="toxiproxy", daemon=True)
     thread.start()
@@ -118,7 +141,7 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0, seed: int = 0, timeo
         raise RuntimeError(f"toxiproxy server did not start within {timeout_s}s")
     if failure:
         raise failure[0]
-    return ServerThread(server, loop, thread, host)
+    return ServerThread(server, thread, host)
 
 
 # the command line
@@ -210,31 +233,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"toxiproxy: cannot read config {args.config}: {exc}", file=sys.stderr)
             return 2
+    server = ToxiproxyServer(seed, Metrics(args.proxy_metrics, args.runtime_metrics))
     try:
-        asyncio.run(_serve_forever(args.host, args.port, seed, config,
-                                   Metrics(args.proxy_metrics, args.runtime_metrics)))
+        server.start(args.host, args.port, config)
     except ApiError as exc:
         print(f"toxiproxy: config {args.config}: {exc.message}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"toxiproxy: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return 0
-
-
-async def _serve_forever(host: str, port: int, seed: int, config: Any, metrics: Metrics) -> None:
-    server = ToxiproxyServer(seed, metrics)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await server.start(host, port, config)
+        signal.signal(signum, lambda *_: server.stop())
     pump = native()
     if pump is not None:
         pump.trim()  # ~1 MiB of heap that importing and starting left free
-    await stopping.wait()
-    log.info("shutting down")
-    await server.stop()
+    server.run()
+    log.info("shut down")
+    return 0
 
 
 if __name__ == "__main__":
