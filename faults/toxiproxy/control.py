@@ -22,6 +22,7 @@ from .httpd import IDLE_TIMEOUT_S, BadRequest, Handler, HttpConnection, failed
 log = logging.getLogger("toxiproxy.api")
 
 ACCEPT_BATCH = 64
+ACCEPT_RETRY_S = 1.0  # after a failed accept (EMFILE, say), as asyncio's servers wait
 
 
 class Suspended(RuntimeError):
@@ -89,6 +90,7 @@ class ControlLoop:
         self.wants_asyncio = wants_asyncio
         self.clients: dict[int, Client] = {}
         self._selector = selectors.DefaultSelector()
+        self._accept_again_at: float | None = None  # the listener rests until then after a failed accept
 
     def run(self) -> bool:
         selector = self._selector
@@ -98,6 +100,7 @@ class ControlLoop:
             while not self.waker.stopping:
                 if self.wants_asyncio():
                     return True
+                self._resume_accepting()
                 for key, events in selector.select(self._timeout()):
                     if key.data is None:
                         self._accept()
@@ -110,7 +113,8 @@ class ControlLoop:
         finally:
             for client in self.clients.values():
                 selector.unregister(client.sock)
-            selector.unregister(self.listener)
+            if self._accept_again_at is None:
+                selector.unregister(self.listener)
             selector.unregister(self.waker.reader)
             selector.close()
 
@@ -122,9 +126,15 @@ class ControlLoop:
         self.listener.close()
 
     def _timeout(self) -> float | None:
-        if not self.clients:
-            return None
-        return max(0.0, min(client.deadline for client in self.clients.values()) - time.monotonic())
+        deadlines = [client.deadline for client in self.clients.values()]
+        if self._accept_again_at is not None:
+            deadlines.append(self._accept_again_at)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _resume_accepting(self) -> None:
+        if self._accept_again_at is not None and time.monotonic() >= self._accept_again_at:
+            self._accept_again_at = None
+            self._selector.register(self.listener, selectors.EVENT_READ, None)
 
     def _idle_out(self) -> None:
         now = time.monotonic()
@@ -137,8 +147,10 @@ class ControlLoop:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: the client waits in the backlog; try on the next wake
-                log.warning("api: accept failed: %s", exc)
+            except OSError as exc:  # e.g. EMFILE: the client waits in the backlog; rest, not spin
+                log.warning("api: accept failed: %s; trying again in %gs", exc, ACCEPT_RETRY_S)
+                self._selector.unregister(self.listener)
+                self._accept_again_at = time.monotonic() + ACCEPT_RETRY_S
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -163,14 +164,16 @@ def echo() -> Iterator[Echo]:
 
 
 @contextlib.contextmanager
-def server_process(native: str | None) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def server_process(native: str | None, max_files: int = 0) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CHAOS_PROXY_NATIVE"}
     if native is not None:
         env["CHAOS_PROXY_NATIVE"] = native
     process = subprocess.Popen([sys.executable, "-m", "faults.toxiproxy.server", "-host", "127.0.0.1",
                                 "-port", str(port), "-seed", "5"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files)))
+                               if max_files else None)
     try:
         give_up = time.monotonic() + 10
         while True:
@@ -265,5 +268,34 @@ def test_a_client_that_sends_nothing_does_not_hold_the_api_up() -> None:
         for sock in (silent, half, api.sock):
             sock.close()
         assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_the_api_rests_instead_of_spinning_and_recovers() -> None:
+    with server_process(None, max_files=24) as (process, port):
+        api = Api(port)
+        assert api.call("GET", "/version")[0] == 200
+        crowd = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]  # some wait in the backlog
+        give_up = time.monotonic() + 10
+        while "accept failed" not in (line := process.stdout.readline()):  # type: ignore[union-attr]
+            assert line and time.monotonic() < give_up, "no accept failed with 24 file descriptors"
+        before = cpu_seconds(process.pid)
+        started = time.monotonic()
+        assert api.call("GET", "/version")[0] == 200  # what is open is still served
+        time.sleep(1.5)  # a measured interval, not a wait for a condition: a spinning loop burns all of it
+        used = cpu_seconds(process.pid) - before
+        assert used < 0.5 * (time.monotonic() - started), f"the API loop used {used:.2f}s of CPU while out of fds"
+        for sock in crowd:
+            sock.close()
+        late = Api(port)
+        assert late.call("GET", "/version") == (200, {"version": "2.12.0"})  # accepted once fds are free again
+        late.sock.close()
+        api.sock.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
