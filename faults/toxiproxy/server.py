@@ -73,10 +73,12 @@ class ToxiproxyServer:
         control = self._control
         assert control is not None, "start() first"
         try:
-            if not control.run():
+            control.run()
+            if not self.loops.made:
                 control.close()
                 self.proxies.stop_all()
                 return
+            # Also after a stop that came with the first toxic: its links are asyncio's to stop.
             from .aio import serve_api
 
             log.info("the API moves onto asyncio: Python's data path is in use")

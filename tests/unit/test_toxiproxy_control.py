@@ -299,3 +299,22 @@ def test_out_of_file_descriptors_the_api_rests_instead_of_spinning_and_recovers(
         api.sock.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+
+
+def test_a_stop_that_comes_with_the_first_toxic_stops_its_links_on_asyncio(echo: Echo) -> None:
+    if not PUMP_BUILT:
+        unavailable("the proxy's compiled data path (faults/toxiproxy/_pump, scripts/build-native)")
+    from faults.toxiproxy.control import run_now
+    from faults.toxiproxy.server import ToxiproxyServer
+
+    server = ToxiproxyServer(seed=1)
+    server.start("127.0.0.1", 0)
+    proxy = run_now(server.proxies.create({"name": "p", "listen": "127.0.0.1:0",
+                                           "upstream": f"127.0.0.1:{echo.port}"}))
+    with socket.create_connection(("127.0.0.1", int(proxy.listen.rsplit(":", 1)[1])), timeout=5) as held:
+        round_trip(held)  # the pump carries it
+        proxy.toxics.add({"type": "latency", "attributes": {"latency": 1}})  # hands it to a link on asyncio
+        server.stop()  # before the API loop has seen the toxic
+        server.run()  # returns: the link is stopped on its loop, not from outside it
+        assert held.recv(10) == b""
+    assert server.loops.made and server.loops.get().is_closed()
