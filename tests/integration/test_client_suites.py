@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -67,3 +68,27 @@ def test_the_rust_clients_own_suite_passes_against_our_server(crate: Path, data_
     assert run.returncode == 0 and f"{CRATE}: passed" in run.stdout, out[-4000:]
     # every test of the crate ran and passed: its 11 tests and its 26 doc tests
     assert "test result: ok. 11 passed; 0 failed" in out and "test result: ok. 26 passed; 0 failed" in out, out[-4000:]
+
+
+def test_a_suite_that_never_ends_is_killed_with_what_it_started_and_counts_as_failed(tmp_path: Path) -> None:
+    tool = cargo()
+    tree = tmp_path / "waits-forever"
+    (tree / "src").mkdir(parents=True)
+    (tree / "Cargo.toml").write_text('[package]\nname = "waits_forever"\nversion = "0.0.0"\nedition = "2021"\n')
+    (tree / "src" / "lib.rs").write_text(
+        "#[test]\nfn waits_for_a_connection_that_never_comes() {\n"
+        "    std::thread::sleep(std::time::Duration::from_secs(3600));\n}\n")
+    built = subprocess.run([tool, "test", "--offline", "--no-run"], cwd=tree, capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    env = {key: value for key, value in os.environ.items() if key not in SUITE_VARS}
+    env.update(TOXIPROXY_RUST_SRC=str(tree), CLIENT_SUITE_TIMEOUT_S="5",
+               PATH=f"{Path(cargo()).parent}{os.pathsep}{env.get('PATH', '')}")
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "client-suites")], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "toxiproxy_rust: FAILED (timed out after 5s)" in run.stdout, \
+        (run.stdout + run.stderr)[-3000:]
+    give_up = time.monotonic() + 5  # SIGKILL is delivered at once, but a process takes a moment to go
+    while (left := subprocess.run(["pgrep", "-f", "waits_forever"], capture_output=True, text=True).stdout):
+        assert time.monotonic() < give_up, f"the suite's test process outlived it: {left}"
+        time.sleep(0.05)
