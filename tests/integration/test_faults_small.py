@@ -295,7 +295,10 @@ def test_sigint_to_a_runner_process_heals_everything(stack, tmp_path):
     history = tmp_path / "h.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.runner", str(path), "--run-id", stack.run_id, "--topology", "small",
-         "--history", str(history)], stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+         "--history", str(history)], stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        # SIGINT as a terminal gives it: a parent started in the background (`cmd &` in a script) ignores
+        # SIGINT, the child inherits that, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def injected() -> tuple[bool, str]:
             assert proc.poll() is None, proc.stderr.read()
