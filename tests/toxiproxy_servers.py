@@ -31,6 +31,13 @@ SERVERS = ["ours"] + (["ours-python"] if PUMP_BUILT else []) + (["real"] if REAL
 READY_DEADLINE_S = 10.0
 
 
+def free_port() -> int:
+    """A loopback port free right now (for a server started on it next)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def running_server(kind: str, seed: int = 1) -> Iterator[str]:
     """The API URL of a fresh server of `kind` ("ours", "ours-python" or "real")."""
@@ -43,9 +50,7 @@ def running_server(kind: str, seed: int = 1) -> Iterator[str]:
         finally:
             pump._loaded[:] = saved
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen([REAL, "-host", "127.0.0.1", "-port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -4,13 +4,10 @@ listener and open connections (`serve_api`), and `ApiProtocol` carries on each w
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Callable, Iterable
 
 from .control import Client, Waker
 from .httpd import IDLE_TIMEOUT_S, BadRequest, Handler, HttpConnection, Request, failed
-
-log = logging.getLogger("toxiproxy.api")
 
 
 class ApiProtocol(asyncio.Protocol):

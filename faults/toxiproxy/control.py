@@ -15,7 +15,7 @@ import logging
 import selectors
 import socket
 import time
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 from .httpd import IDLE_TIMEOUT_S, BadRequest, Handler, HttpConnection, failed
 
@@ -83,7 +83,8 @@ class ControlLoop:
     """Serves `handler` on `listener` until a stop (returns False) or until `wants_asyncio()` turns true
     after an answer (returns True, with the listener and `clients` still open, for the caller to hand over)."""
 
-    def __init__(self, handler: Handler, listener: socket.socket, waker: Waker, wants_asyncio: Any) -> None:
+    def __init__(self, handler: Handler, listener: socket.socket, waker: Waker,
+                 wants_asyncio: Callable[[], bool]) -> None:
         self.handler = handler
         self.listener = listener
         self.waker = waker

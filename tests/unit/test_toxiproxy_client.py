@@ -12,7 +12,7 @@ import pytest
 from faults.toxiproxy.client import ToxiproxyClient
 from faults.toxiproxy.server import serve_in_thread
 from harness.errors import HarnessError
-from tests.toxiproxy_servers import SERVERS, running_server
+from tests.toxiproxy_servers import SERVERS, free_port, running_server
 
 
 @pytest.fixture(params=SERVERS)
@@ -93,12 +93,6 @@ def test_names_are_quoted_into_paths(client: ToxiproxyClient) -> None:
     assert client.get_proxy("a b%c?")["name"] == "a b%c?"
     client.add_toxic("a b%c?", "latency", name="x y#", latency=1)
     client.remove_toxic("a b%c?", "x y#")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_an_unreachable_server_is_one_line() -> None:

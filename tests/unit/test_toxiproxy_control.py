@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from faults.toxiproxy.api import SERVER_INFO_PATH
 from faults.toxiproxy.httpd import BadRequest, HttpConnection, Request
 from tests.native import unavailable
-from tests.toxiproxy_servers import PUMP_BUILT, Echo, round_trip
+from tests.toxiproxy_servers import PUMP_BUILT, Echo, free_port, round_trip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,12 +115,6 @@ def test_malformed_requests_are_refused_with_a_400_and_a_close(raw: bytes, messa
 
 
 # the process: selectors first, asyncio from the first toxic on
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Api:
     """One keep-alive connection to the API, raw, so that requests can be pipelined and cut anywhere."""
 

@@ -22,7 +22,7 @@ import requests
 from faults.toxiproxy.link import toxic_random
 from faults.toxiproxy.server import serve_in_thread
 from faults.toxiproxy.toxics import ToxicStub, toxic_type
-from tests.toxiproxy_servers import SERVERS, Echo, round_trip, running_server, wait_until
+from tests.toxiproxy_servers import SERVERS, Echo, free_port, round_trip, running_server, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -426,12 +426,6 @@ def test_version_and_unknown_routes(toxiproxy: str) -> None:
 
 
 # the command line
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_cli_populates_from_config_answers_and_stops_on_sigterm(tmp_path: Path, echo: Echo) -> None:
     config = tmp_path / "populate.json"
     config.write_text(json.dumps([{"name": "echo", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo.port}"}]))
